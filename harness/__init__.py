@@ -1,0 +1,28 @@
+"""crwbench: a benchmark harness for self-supervised visual correspondence.
+
+The public API is loaded lazily so that ``harness list`` and ``harness score`` start without
+importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["propagate", "Protocol", "resolve_protocol", "register_method", "register_task", "__version__"]
+
+_LAZY = {
+    "propagate": "harness.propagation",
+    "Protocol": "harness.protocol",
+    "resolve_protocol": "harness.protocol",
+    "register_method": "harness.registry",
+    "register_task": "harness.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -1,0 +1,64 @@
+"""The ``harness`` command: thin subcommands that parse flags and call the library.
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and ``main(args) -> int``;
+modules are imported only when their subcommand runs, so ``harness list`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.errors import HarnessError
+
+SUBCOMMANDS = {
+    "run": ("harness.cli.run", "evaluate a method on a task by label propagation"),
+    "score": ("harness.cli.score", "score a folder of predictions against ground truth"),
+    "list": ("harness.cli.listing", "list registered methods, tasks and protocols"),
+    "train": ("harness.cli.train", "train a trainable method (CRW) from raw video"),
+    "leaderboard": ("harness.cli.leaderboard", "build tables and plots from run records"),
+    "data": ("harness.cli.data", "download and check datasets"),
+    "bench": ("harness.cli.bench", "run a benchmark and write a JSON report"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Benchmark harness for self-supervised visual correspondence (label propagation).",
+        epilog="examples:\n  harness run --method crw --task davis\n  harness list\n  harness score --task davis --predictions DIR",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from harness import __version__
+
+    parser.add_argument("--version", action="version", version=f"crwbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as err:
+        print(f"harness {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

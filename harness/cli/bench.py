@@ -1,0 +1,35 @@
+"""``harness bench NAME``: run a benchmark and write its JSON report under ``results/bench/``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from harness.bench import BENCHMARKS, REPORT_DIR
+from harness.io import atomic_write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="run a benchmark and write a JSON report",
+        epilog="examples:\n  harness bench scorer\n  harness bench propagation --out results/bench/propagation.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("--out", type=Path, default=None, help="report path (default results/bench/NAME.json)")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="flags of the benchmark itself")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    module = importlib.import_module(BENCHMARKS[args.name])
+    extra = argparse.ArgumentParser(prog=f"harness bench {args.name}")
+    module.add_arguments(extra)
+    options = extra.parse_args(args.options)
+    report = module.main(options)
+    out = args.out or Path(REPORT_DIR) / f"{args.name}.json"
+    atomic_write_json(out, report)
+    print(out.resolve())
+    return 0

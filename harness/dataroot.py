@@ -1,0 +1,46 @@
+"""Where a task's data lives: ``--data-root``, then ``$HARNESS_DATA/<task>``, then the shipped sample."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.errors import DataError
+
+#: the repository's ``datasets/`` folder: dataset cards and the shipped real sample
+DATASETS_DIR = Path(__file__).resolve().parents[1] / "datasets"
+SAMPLE_DIR = DATASETS_DIR / "sample"
+#: a lone subfolder of one of these names is entered automatically
+WRAPPER_NAMES = ("DAVIS", "DAVIS2017", "DAVIS2016", "JHMDB", "VIP")
+
+
+def resolve_data_root(task: str, data_root: str | Path | None, sample_name: str | None = None) -> tuple[Path, bool]:
+    """The folder holding the benchmark's own top-level folders, and whether it is the shipped sample.
+
+    A missing explicit root is an error (we never silently fall back when the user named a path).
+    """
+    if data_root is not None:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--data-root {root} does not exist or is not a folder")
+        return _enter_wrapper(root), False
+    env = os.environ.get("HARNESS_DATA")
+    if env:
+        root = Path(env).expanduser() / task
+        if root.is_dir():
+            return _enter_wrapper(root), False
+    sample = SAMPLE_DIR / (sample_name or task)
+    if sample.is_dir():
+        return _enter_wrapper(sample), True
+    raise DataError(
+        f"no data for task {task!r}: pass --data-root DIR, or set HARNESS_DATA to a folder holding "
+        f"'{task}/'. `harness data download {task}` fetches it where the dataset allows."
+    )
+
+
+def _enter_wrapper(root: Path) -> Path:
+    children = [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
+    dirs = [p for p in children if p.is_dir()]
+    if len(dirs) == 1 and dirs[0].name in WRAPPER_NAMES:
+        return dirs[0]
+    return root

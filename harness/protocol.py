@@ -1,0 +1,152 @@
+"""Named, hashed label-propagation protocols.
+
+Every knob that moves the numbers lives in one frozen :class:`Protocol`; its short hash is written
+into every run record, and results are compared only when hashes match. ``crw`` and ``dino`` are
+*families*: each task resolves them to its published settings (``crw`` on DAVIS keeps 20 previous
+frames, on JHMDB 7, on VIP 4), and the resolved settings are what gets hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """All settings of label propagation.
+
+    - ``context``: number of previous frames kept as context (besides the first frame).
+    - ``keep_first``: the ground-truth first frame is always part of the context.
+    - ``topk``: number of context nodes each target node takes its label from.
+    - ``temperature``: softmax temperature over the top-k similarities.
+    - ``radius``: half-size of the spatial window on context frames, in feature cells.
+    - ``window``: ``disk`` (Euclidean distance < radius, CRW) or ``square`` (|dy|, |dx| <= radius, DINO).
+    - ``restrict_first``: whether the window also restricts the first frame (DINO: yes, CRW: no).
+    - ``pad_with_first``: early frames see copies of frame 0 in place of missing context (CRW), instead
+      of a queue that grows from empty (DINO).
+    - ``task_options``: task-specific knobs that change scores (e.g. JHMDB visibility source), as a
+      sorted tuple of (key, value) pairs so the protocol stays hashable.
+    """
+
+    name: str
+    context: int = 20
+    keep_first: bool = True
+    topk: int = 10
+    temperature: float = 0.05
+    radius: float = 12.0
+    window: Literal["disk", "square"] = "disk"
+    restrict_first: bool = False
+    pad_with_first: bool = True
+    task_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.topk < 1:
+            raise HarnessError(f"protocol.topk must be >= 1, got {self.topk}")
+        if self.context < 0:
+            raise HarnessError(f"protocol.context must be >= 0, got {self.context}")
+        if self.temperature <= 0:
+            raise HarnessError(f"protocol.temperature must be > 0, got {self.temperature}")
+        if self.window not in ("disk", "square"):
+            raise HarnessError(f"protocol.window must be 'disk' or 'square', got {self.window!r}")
+        if not self.keep_first and self.context == 0:
+            raise HarnessError("a protocol needs context > 0 or keep_first")
+
+    def settings(self) -> dict[str, Any]:
+        """Resolved settings as plain JSON-able values (what is hashed and recorded)."""
+        out = asdict(self)
+        out["task_options"] = {k: v for k, v in self.task_options}
+        return out
+
+    @property
+    def hash(self) -> str:
+        """Short stable hash of the resolved settings (name excluded: equal knobs compare equal)."""
+        payload = {k: v for k, v in self.settings().items() if k != "name"}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.task_options).get(key, default)
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "settings": self.settings(), "hash": self.hash}
+
+
+_FAMILIES: dict[str, Protocol] = {
+    "crw": Protocol(name="crw"),
+    "dino": Protocol(
+        name="dino",
+        context=7,
+        topk=5,
+        temperature=0.1,
+        radius=12,
+        window="square",
+        restrict_first=True,
+        pad_with_first=False,
+    ),
+}
+
+# Published per-task settings of each family (crw-protocol.md §4.6); tasks not listed use the base.
+_TASK_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
+    ("crw", "jhmdb"): {"context": 7},
+    ("crw", "vip"): {"context": 4},
+}
+
+
+def protocol_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def resolve_protocol(
+    family: str | Protocol,
+    task: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    task_defaults: dict[str, Any] | None = None,
+) -> Protocol:
+    """The protocol a run uses: family preset, then the task's published settings, then overrides.
+
+    ``task_defaults`` are task options (``task_options``) the task declares for this family;
+    ``overrides`` come from ``--set protocol.<key>=value`` and may name a task option directly.
+    """
+    if isinstance(family, Protocol):
+        base = family
+    elif family in _FAMILIES:
+        base = _FAMILIES[family]
+    else:
+        raise HarnessError(f"unknown protocol {family!r}; known: {', '.join(protocol_families())}")
+    changes: dict[str, Any] = dict(_TASK_SETTINGS.get((base.name, task or ""), {}))
+    options = dict(base.task_options)
+    options.update(task_defaults or {})
+    known = {f.name for f in fields(Protocol)} - {"name", "task_options"}
+    for key, value in (overrides or {}).items():
+        if key in known:
+            changes[key] = value
+        elif key in options:
+            options[key] = value
+        else:
+            raise HarnessError(
+                f"unknown protocol setting {key!r}; known: {', '.join(sorted(known | set(options)))}"
+            )
+    for key, value in list(changes.items()):
+        changes[key] = _coerce(key, value)
+    return replace(base, **changes, task_options=tuple(sorted(options.items())))
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Protocol)}[key]
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool" and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+    except ValueError as err:
+        raise HarnessError(f"protocol.{key}: cannot read {value!r} as {kind}") from err
+    return value
