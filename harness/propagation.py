@@ -1,55 +1,259 @@
 """Label propagation: carry frame 0's labels to every later frame by feature affinity.
 
-Pure tensor math: no task, method, CLI or file I/O here.
+For each target frame the context is the first frame plus a queue of previous frames (see
+:func:`context_slots`); each target node takes the softmax-weighted mean of the labels of its top-k
+most similar context nodes. Short-term frames (and, for ``restrict_first`` protocols, the first frame)
+are searched only inside a disk or square of ``radius`` cells around the node, so computing the dense
+``(n+1)·N × N`` affinity the way CRW and DINO do wastes most of its work and memory (CRW needs ~40 GB
+on DAVIS, DINO runs out of GPU memory on wide videos).
+
+This engine gives the same top-k as the dense computation while touching only what can win:
+
+- the query grid is cut into small square *tiles*; for a tile, the keys of a windowed context frame are
+  the tile grown by the window reach on every side, so one batched matmul scores a whole tile against
+  everything its window can reach, and a fixed mask removes what lies outside the disk/square or the
+  image;
+- the top-k over the union of all context nodes is contained in the union of the per-frame top-k's, so
+  each distinct context frame is scored once, reduced to its own top-k, and the candidates are merged.
+  A frame that fills several context slots (CRW pads the queue with copies of frame 0) has its
+  candidates repeated once per slot (at most k times), which reproduces the dense top-k exactly;
+- queries are processed in chunks of tile rows sized to a memory budget, so the working memory does not
+  depend on video length or context size.
+
+Top-k depends on features only, but context labels are the fed-back predictions, so frames are
+processed in order: the neighbours of frame t are found just before its labels are computed.
+
+Pure tensor math: no task, method, CLI or file I/O here. Runs on whatever device the features are on.
 """
 
 from __future__ import annotations
 
-import torch
+import math
+from collections import Counter
+from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+
+from harness.errors import HarnessError, MethodError
 from harness.protocol import Protocol, resolve_protocol
 
+#: working-memory budget of one propagation (scores, gathered keys, candidates), in MiB
+DEFAULT_MEMORY_MIB = 256
+#: side of the query tiles; 8 keeps the window overhead (tile + 2·reach)² / disk area near 2 at radius 12
+TILE = 8
 
-def _window_mask(h: int, w: int, protocol: Protocol, device: torch.device) -> torch.Tensor:
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    ys, xs = ys.flatten().double(), xs.flatten().double()
-    dy = ys[:, None] - ys[None, :]
-    dx = xs[:, None] - xs[None, :]
+
+def context_slots(t: int, protocol: Protocol) -> list[tuple[int, bool, int]]:
+    """The context of target frame ``t`` as ``(source frame, windowed, multiplicity)`` triples.
+
+    The slots are the first frame (windowed only if ``restrict_first``) and the previous ``context``
+    frames; with ``pad_with_first`` missing frames before 0 are copies of frame 0 (CRW), otherwise the
+    queue grows from empty (DINO). Slots that see the same frame under the same restriction are
+    identical and are merged into one entry with their count.
+    """
+    slots: Counter[tuple[int, bool]] = Counter()
+    if protocol.keep_first:
+        slots[(0, protocol.restrict_first)] += 1
+    for s in range(t - protocol.context, t):
+        if s >= 0 or protocol.pad_with_first:
+            slots[(max(s, 0), True)] += 1
+    return [(s, windowed, count) for (s, windowed), count in slots.items()]
+
+
+def window_reach(protocol: Protocol) -> int:
+    """Largest integer offset |dy| (or |dx|) that the window admits."""
+    if protocol.window == "disk":  # dy² + dx² < r²  =>  |dy| < r
+        return max(math.ceil(protocol.radius) - 1, 0)
+    return math.floor(protocol.radius)  # |dy| <= r
+
+
+def window_admits(dy: torch.Tensor, dx: torch.Tensor, protocol: Protocol) -> torch.Tensor:
+    """Whether integer grid offsets lie inside the protocol's window (computed in float64, as documented)."""
+    dy, dx = dy.double(), dx.double()
     if protocol.window == "disk":
-        return dy**2 + dx**2 < protocol.radius**2
+        return dy**2 + dx**2 < float(protocol.radius) ** 2
     return (dy.abs() <= protocol.radius) & (dx.abs() <= protocol.radius)
 
 
-def propagate(features: torch.Tensor, first_labels: torch.Tensor, protocol: str | Protocol = "crw") -> torch.Tensor:
-    """Soft labels ``[T, K, h, w]`` for every frame of one video.
+@dataclass(frozen=True)
+class _Tiling:
+    """Index tables of the tiled grid, built once per video (their size depends on h, w and radius only)."""
 
-    ``features``: ``[T, C, h, w]`` L2-normalised; ``first_labels``: ``[K, h, w]`` soft labels of frame 0.
-    Frame 0 of the output is ``first_labels``; later frames are fed back as context.
+    h: int
+    w: int
+    th: int
+    tw: int
+    reach: int
+    nty: int
+    ntx: int
+    query_nodes: torch.Tensor  # [tiles, th*tw] flat node of each tile cell, -1 outside the grid
+    key_nodes: torch.Tensor  # [tiles, wh*ww] flat node of each window cell, 0 outside the grid
+    blocked: torch.Tensor  # [tiles, th*tw, wh*ww] True where the key is outside the window or the grid
+
+    @classmethod
+    def build(cls, h: int, w: int, protocol: Protocol, device: torch.device) -> _Tiling:
+        th, tw, reach = min(TILE, h), min(TILE, w), window_reach(protocol)
+        nty, ntx = -(-h // th), -(-w // tw)
+        wh, ww = th + 2 * reach, tw + 2 * reach
+        ty = torch.arange(nty, device=device).view(nty, 1, 1, 1)
+        tx = torch.arange(ntx, device=device).view(1, ntx, 1, 1)
+        # query cells: absolute position of cell (qy, qx) of tile (ty, tx)
+        qy = (ty * th + torch.arange(th, device=device).view(1, 1, th, 1)).expand(nty, ntx, th, tw)
+        qx = (tx * tw + torch.arange(tw, device=device).view(1, 1, 1, tw)).expand(nty, ntx, th, tw)
+        q_inside = (qy < h) & (qx < w)
+        query_nodes = torch.where(q_inside, qy * w + qx, -1).reshape(nty * ntx, th * tw)
+        # window cells: absolute position of cell (ky, kx) of the window of tile (ty, tx)
+        ky = (ty * th - reach + torch.arange(wh, device=device).view(1, 1, wh, 1)).expand(nty, ntx, wh, ww)
+        kx = (tx * tw - reach + torch.arange(ww, device=device).view(1, 1, 1, ww)).expand(nty, ntx, wh, ww)
+        k_inside = ((ky >= 0) & (ky < h) & (kx >= 0) & (kx < w)).reshape(nty * ntx, 1, wh * ww)
+        key_nodes = torch.where(k_inside.view(nty, ntx, wh, ww), ky * w + kx, 0).reshape(nty * ntx, wh * ww)
+        # offsets between a tile cell and a window cell are the same for every tile
+        cy, cx = torch.meshgrid(torch.arange(th, device=device), torch.arange(tw, device=device), indexing="ij")
+        wy, wx = torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
+        dy = wy.reshape(1, -1) - reach - cy.reshape(-1, 1)
+        dx = wx.reshape(1, -1) - reach - cx.reshape(-1, 1)
+        in_window = window_admits(dy, dx, protocol)  # [th*tw, wh*ww]
+        blocked = ~(in_window.unsqueeze(0) & k_inside)
+        return cls(h, w, th, tw, reach, nty, ntx, query_nodes, key_nodes, blocked)
+
+    @property
+    def window_cells(self) -> int:
+        return (self.th + 2 * self.reach) * (self.tw + 2 * self.reach)
+
+    def queries(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
+        """Features of tile rows ``ty0:ty1`` of ``frame`` [C, h, w] as [tiles, th*tw, C] (zeros outside)."""
+        C = frame.shape[0]
+        part = frame[:, ty0 * self.th : min(ty1 * self.th, self.h)]
+        part = F.pad(part, (0, self.ntx * self.tw - self.w, 0, (ty1 - ty0) * self.th - part.shape[1]))
+        part = part.reshape(C, ty1 - ty0, self.th, self.ntx, self.tw).permute(1, 3, 2, 4, 0)
+        return part.reshape((ty1 - ty0) * self.ntx, self.th * self.tw, C)
+
+    def keys(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
+        """Window features of tile rows ``ty0:ty1`` of ``frame`` as [tiles, C, wh*ww] (zeros outside)."""
+        C, r = frame.shape[0], self.reach
+        lo, hi = ty0 * self.th - r, ty1 * self.th + r
+        part = frame[:, max(lo, 0) : min(hi, self.h)]
+        part = F.pad(part, (r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
+        wh, ww = self.th + 2 * r, self.tw + 2 * r
+        windows = part.unfold(1, wh, self.th).unfold(2, ww, self.tw)  # C, rows, ntx, wh, ww (a view)
+        return windows.permute(1, 2, 0, 3, 4).reshape((ty1 - ty0) * self.ntx, C, wh * ww)
+
+
+def _chunk_rows(tiling: _Tiling, channels: int, candidates: int, itemsize: int, memory_mib: float) -> int:
+    """Tile rows per chunk so that the tensors alive at the same time in a chunk fit the budget."""
+    q = tiling.th * tiling.tw
+    per_tile = max(
+        q * tiling.h * tiling.w * (itemsize + 8),  # first-frame scores against the whole frame + top-k
+        (channels + q) * tiling.window_cells * itemsize,  # gathered window keys + their scores
+    )
+    per_tile += 2 * q * candidates * (itemsize + 8)  # candidate values + indices, and their merge
+    per_row = per_tile * tiling.ntx
+    return max(1, min(tiling.nty, int(memory_mib * 2**20 // per_row)))
+
+
+def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return scores.topk(min(k, scores.shape[-1]), dim=-1)
+
+
+def _neighbours_of_rows(
+    feats: torch.Tensor, t: int, slots: list[tuple[int, bool, int]], protocol: Protocol, tiling: _Tiling, ty0: int, ty1: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k scores and context indices (frame·N + node) of the query cells of tile rows ``ty0:ty1``."""
+    k, N = protocol.topk, tiling.h * tiling.w
+    queries = tiling.queries(feats[t], ty0, ty1)  # B, Q, C
+    B, Q, C = queries.shape
+    tiles = slice(ty0 * tiling.ntx, ty1 * tiling.ntx)
+    values, indices = [], []
+    for s, windowed, count in slots:
+        if windowed:
+            scores = torch.bmm(queries, tiling.keys(feats[s], ty0, ty1))  # B, Q, wh*ww
+            scores.masked_fill_(tiling.blocked[tiles], float("-inf"))
+            top, pos = _top(scores, k)
+            nodes = tiling.key_nodes[tiles].gather(1, pos.reshape(B, -1)).reshape(B, Q, -1)
+        else:
+            top, nodes = _top(queries @ feats[s].reshape(C, N), k)  # B, Q, N scores: all of frame s
+        repeats = min(count, k)  # identical slots: the dense top-k may take each node once per slot
+        values.append(top.repeat(1, 1, repeats))
+        indices.append((nodes + s * N).repeat(1, 1, repeats))
+    top, pos = _top(torch.cat(values, dim=2), k)
+    return top / protocol.temperature, torch.cat(indices, dim=2).gather(2, pos)
+
+
+def frame_neighbours(
+    features: torch.Tensor,
+    t: int,
+    protocol: str | Protocol = "crw",
+    memory_mib: float = DEFAULT_MEMORY_MIB,
+    _tiling: _Tiling | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of every node of target frame ``t`` over its context: ``(scores, index)``, each [N, k'].
+
+    ``scores`` are similarity / temperature in decreasing order; ``index`` is ``frame * N + node`` of the
+    context node (a node that fills several context slots may appear several times, as in the dense
+    computation). ``k' = min(topk, number of context slots · N)``; scores of masked nodes are ``-inf``
+    (only when fewer than k nodes are reachable) and their index is meaningless.
     """
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     T, C, h, w = features.shape
-    K = first_labels.shape[0]
-    n = h * w
-    feats = features.flatten(2).transpose(1, 2)  # T, N, C
-    labels = [first_labels.reshape(K, n).T.to(features.dtype)]
-    mask = _window_mask(h, w, protocol, features.device)
+    tiling = _tiling or _Tiling.build(h, w, protocol, features.device)
+    slots = context_slots(t, protocol)
+    candidates = protocol.topk * sum(min(count, protocol.topk) for _, _, count in slots)
+    rows = _chunk_rows(tiling, C, candidates, features.element_size(), memory_mib)
+    N = h * w
+    scores = index = None
+    for ty0 in range(0, tiling.nty, rows):
+        ty1 = min(ty0 + rows, tiling.nty)
+        top, idx = _neighbours_of_rows(features, t, slots, protocol, tiling, ty0, ty1)
+        if scores is None:
+            scores = top.new_empty(N, top.shape[2])
+            index = idx.new_empty(N, idx.shape[2])
+        nodes = tiling.query_nodes[ty0 * tiling.ntx : ty1 * tiling.ntx].reshape(-1)
+        inside = nodes >= 0
+        scores[nodes[inside]] = top.reshape(-1, top.shape[2])[inside]
+        index[nodes[inside]] = idx.reshape(-1, idx.shape[2])[inside]
+    return scores, index
+
+
+def _check_inputs(features: torch.Tensor, first_labels: torch.Tensor) -> None:
+    if features.dim() != 4 or not features.is_floating_point():
+        raise HarnessError(f"propagate: features must be a float tensor [T, C, h, w], got {features.dtype} {tuple(features.shape)}")
+    if first_labels.dim() != 3 or tuple(first_labels.shape[1:]) != tuple(features.shape[2:]):
+        raise HarnessError(
+            f"propagate: first_labels must be [K, h, w] with the grid of the features {tuple(features.shape[2:])}, "
+            f"got {tuple(first_labels.shape)}"
+        )
+    if features.shape[0] < 1 or features.shape[1] < 1 or features[0, 0].numel() < 1:
+        raise HarnessError(f"propagate: empty features {tuple(features.shape)}")
+    finite = torch.isfinite(features).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise MethodError(f"propagate: features of frame {bad} contain NaN or infinite values")
+
+
+def propagate(
+    features: torch.Tensor,
+    first_labels: torch.Tensor,
+    protocol: str | Protocol = "crw",
+    memory_mib: float = DEFAULT_MEMORY_MIB,
+) -> torch.Tensor:
+    """Soft labels ``[T, K, h, w]`` for every frame of one video, in the dtype and on the device of ``features``.
+
+    ``features``: ``[T, C, h, w]`` L2-normalised; ``first_labels``: ``[K, h, w]`` soft labels of frame 0.
+    Frame 0 of the output is ``first_labels``; later frames are fed back, unnormalised, as context.
+    ``memory_mib`` bounds the working memory besides the features and the returned labels.
+    """
+    protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
+    _check_inputs(features, first_labels)
+    T, C, h, w = features.shape
+    K, N = first_labels.shape[0], h * w
+    labels = features.new_zeros(T, K, N)
+    labels[0] = first_labels.reshape(K, N).to(labels)
+    tiling = _Tiling.build(h, w, protocol, features.device)
+    by_node = labels.permute(0, 2, 1)  # T, N, K view: the label vector of (frame, node)
     for t in range(1, T):
-        keys, values, masks = [], [], []
-        if protocol.keep_first:
-            keys.append(feats[0])
-            values.append(labels[0])
-            masks.append(mask if protocol.restrict_first else torch.ones_like(mask))
-        for s in range(t - protocol.context, t):
-            if s < 0 and not protocol.pad_with_first:
-                continue
-            src = max(s, 0)
-            keys.append(feats[src])
-            values.append(labels[src])
-            masks.append(mask)
-        sim = feats[t] @ torch.cat(keys).T / protocol.temperature
-        sim = sim.masked_fill(~torch.cat(masks, dim=1), float("-inf"))
-        k = min(protocol.topk, sim.shape[1])
-        top, idx = sim.topk(k, dim=1)
-        weights = torch.softmax(top, dim=1).nan_to_num(0.0)
-        labels.append((weights.unsqueeze(-1) * torch.cat(values)[idx]).sum(1))
-    return torch.stack([lab.T.reshape(K, h, w) for lab in labels])
+        scores, index = frame_neighbours(features, t, protocol, memory_mib, _tiling=tiling)
+        weights = torch.softmax(scores, dim=1)  # masked nodes (-inf) get weight exactly 0
+        context = by_node[index // N, index % N]  # N, k, K
+        labels[t] = torch.bmm(weights.unsqueeze(1), context).squeeze(1).T
+    return labels.reshape(T, K, h, w)

@@ -51,6 +51,8 @@ class Protocol:
             raise HarnessError(f"protocol.context must be >= 0, got {self.context}")
         if self.temperature <= 0:
             raise HarnessError(f"protocol.temperature must be > 0, got {self.temperature}")
+        if self.radius <= 0:
+            raise HarnessError(f"protocol.radius must be > 0 (a node must at least see its own cell), got {self.radius}")
         if self.window not in ("disk", "square"):
             raise HarnessError(f"protocol.window must be 'disk' or 'square', got {self.window!r}")
         if not self.keep_first and self.context == 0:

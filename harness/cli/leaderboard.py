@@ -1,0 +1,57 @@
+"""``harness leaderboard``: build results/leaderboard.{md,csv,html} and plots from run records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+DEFAULT_RUNS = Path("results") / "runs"
+DEFAULT_REPORTED = Path("results") / "reported.yaml"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "leaderboard",
+        help="build tables and plots from run records",
+        description="Read run records (record.json, found recursively) and write leaderboard.md, "
+        "leaderboard.csv, a self-contained leaderboard.html and plots/*.svg. Runs are ranked only "
+        "within one task + protocol hash; published numbers from reported.yaml are shown beside them.",
+        epilog="examples:\n  harness leaderboard\n  harness leaderboard results/runs/davis --out-dir /tmp/board",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help=f"record files or folders to search (default: {DEFAULT_RUNS})"
+    )
+    parser.add_argument("--out-dir", default="results", help="where the leaderboard files go (default: results)")
+    parser.add_argument(
+        "--reported",
+        default=None,
+        help=f"published numbers to show beside the runs (default: {DEFAULT_REPORTED} if it exists)",
+    )
+    parser.add_argument("--no-reported", action="store_true", help="show reproduced runs only")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.leaderboard import build_leaderboard
+
+    reported = None
+    if not args.no_reported:
+        if args.reported is not None:
+            reported = Path(args.reported)
+            if not reported.is_file():
+                raise HarnessError(f"no such file: {reported}")
+        elif DEFAULT_REPORTED.is_file():
+            reported = DEFAULT_REPORTED
+    paths = args.paths or [DEFAULT_RUNS]
+    result = build_leaderboard(paths, args.out_dir, reported_path=reported)
+    for skipped in result.skipped:
+        print(f"harness leaderboard: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    print(f"harness leaderboard: {result.runs} run record(s), {len(result.skipped)} skipped", file=sys.stderr)
+    for path in result.written:
+        print(path)
+    return 0

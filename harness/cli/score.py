@@ -1,0 +1,60 @@
+"""``harness score``: score a folder of predictions in a benchmark's official layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.cli.common import add_common_data_flags, split_list
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "score",
+        help="score a folder of predictions against ground truth",
+        description="Score predictions written in the official layout (DAVIS: DIR/<seq>/<frame>.png palette "
+        "PNGs; JHMDB: DIR/<class>/<clip>.npy; VIP: DIR/<video>/<frame>.png class ids).",
+        epilog="examples:\n"
+        "  harness score --task davis --data-root ~/data/DAVIS --predictions results/runs/davis/crw/crw-xxxx\n"
+        "  harness score --task davis --predictions DIR --scorer official --out scores.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--task", required=True, help="registered task name")
+    parser.add_argument("--predictions", required=True, type=Path, help="folder of predictions")
+    add_common_data_flags(parser)
+    parser.add_argument("--out", type=Path, help="write the scores as JSON here")
+    parser.add_argument("--scorer", choices=("harness", "official"), default="harness",
+                        help="official = cross-check with davis2017-evaluation (DAVIS only; installed separately)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.dataroot import resolve_data_root
+    from harness.errors import HarnessError
+    from harness.io import atomic_write_json
+    from harness.registry import get_task
+
+    if not args.predictions.is_dir():
+        raise HarnessError(f"--predictions {args.predictions}: no such folder")
+    entry = get_task(args.task)
+    root, is_sample = resolve_data_root(entry.name, args.data_root)
+    if is_sample:
+        print(f"note: scoring against the shipped sample in {root}", file=sys.stderr)
+    task = entry.factory(root, {"sequences": split_list(args.sequences), "limit": args.limit})
+    names = task.sequences()
+    if args.scorer == "official":
+        if entry.name not in ("davis", "davis2016"):
+            raise HarnessError("--scorer official exists for the DAVIS tasks only")
+        from harness.metrics.davis_official import official_scores
+
+        result = official_scores(root, args.predictions, names)
+    else:
+        result = task.score_predictions(args.predictions, names)
+    shown = {k: round(v, 6) for k, v in result["metrics"].items() if v is not None}
+    print(json.dumps(shown, indent=1), file=sys.stderr)
+    if args.out:
+        atomic_write_json(args.out, result)
+        print(args.out.resolve())
+    return 0

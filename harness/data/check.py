@@ -1,0 +1,273 @@
+"""Validating a data root against its dataset card before anything is computed from it.
+
+A corrupt frame or a mask in the wrong format otherwise surfaces hours into a run, or never (a
+greyscale 0/255 mask read as "object 255" silently scores near zero). ``require_valid`` is called by
+the runner before a run; ``harness data check`` prints the same report. Every problem is one line
+that starts with the offending file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import scipy.io
+
+from harness.data.cards import Card, CheckSpec, Split, SplitList, find_card
+from harness.data.images import objects, probe_image, read_error, read_labels
+from harness.dataroot import resolve_data_root
+from harness.errors import DataError
+
+#: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising
+REPORT_LINES = 20
+_MAT_ERRORS = (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError)
+
+
+@dataclass
+class CheckReport:
+    """The outcome of a check: problems (one line each, file first) and what was looked at."""
+
+    card: Card
+    root: Path
+    split: str
+    sequences: list[str] = field(default_factory=list)
+    frames: int = 0
+    annotations: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _SequenceResult:
+    frames: int = 0
+    annotations: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def check_dataset(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None,
+                  full: bool = False) -> list[str]:
+    """Problems of the data at ``root`` for ``task`` (a task or card name); an empty list means valid."""
+    return run_check(task, root, sequences, split=split, full=full).problems
+
+
+def require_valid(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None) -> None:
+    """Raise :class:`DataError` with the report when the data at ``root`` is not usable for ``task``."""
+    report = run_check(task, root, sequences, split=split)
+    if report.problems:
+        raise DataError(format_problems(report, limit=REPORT_LINES))
+
+
+def format_problems(report: CheckReport, limit: int | None = None) -> str:
+    lines = report.problems if limit is None else report.problems[:limit]
+    text = f"{report.card.title} at {report.root} (split {report.split}): {len(report.problems)} problem(s):\n"
+    text += "\n".join(f"  {line}" for line in lines)
+    if limit is not None and len(report.problems) > limit:
+        text += f"\n  … and {len(report.problems) - limit} more"
+    name = report.card.tasks[0] if report.card.tasks else report.card.name
+    return text + f"\nRun `harness data check {name} --data-root {report.root}` for the full report."
+
+
+def run_check(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None,
+              full: bool = False, workers: int | None = None) -> CheckReport:
+    """Check ``root`` against the card of ``task``; ``full`` decodes every frame, not only the first."""
+    started = time.perf_counter()
+    card = find_card(task)
+    spec = card.check
+    if spec is None:
+        raise DataError(f"the {card.name} card defines no check (see {card.source})")
+    split_name = split or spec.default_split
+    if split_name not in spec.splits:
+        raise DataError(f"{card.name} has no split {split_name!r}; splits: {', '.join(spec.splits)}")
+    if not Path(root).is_dir():
+        report = CheckReport(card, Path(root), split_name)
+        report.problems.append(f"{root}: data root does not exist or is not a folder")
+        return report
+    root = resolve_data_root(card.default_task, root)[0]
+    report = CheckReport(card, root, split_name)
+    missing = [top for top in _top_folders(spec) if not (root / top).is_dir()]
+    if missing:
+        report.problems.append(f"{root}: not a {card.title} data root: no {', '.join(m + '/' for m in missing)} "
+                               f"(expected layout: {', '.join(card.layout)})")
+        return report
+    names, list_problems = read_split(root, spec.splits[split_name])
+    report.problems += list_problems
+    if sequences:
+        if names is not None:
+            report.problems += [f"{root}: sequence {s!r} is not in split {split_name!r}" for s in sequences
+                                if s not in names]
+        names = list(sequences)
+    if not names:
+        return report
+    report.sequences = names
+    checker = _check_masks if spec.kind == "masks" else _check_keypoints
+    job = partial(checker, root, spec, spec.splits[split_name], full)
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        for result in pool.map(job, names):
+            report.frames += result.frames
+            report.annotations += result.annotations
+            report.problems += result.problems
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _top_folders(spec: CheckSpec) -> list[str]:
+    tops = [pattern.split("/", 1)[0] for pattern in (spec.frames, spec.annotations)]
+    return [t for i, t in enumerate(tops) if "{" not in t and t not in tops[:i]]
+
+
+# ----------------------------------------------------------------------------------------- split lists
+
+
+def read_split(root: Path, split: Split) -> tuple[list[str] | None, list[str]]:
+    """The split's sequence names from the first of its list files present, and any problems."""
+    for candidate in split.lists:
+        if any(ch in candidate.path for ch in "*?["):
+            files = sorted(root.glob(candidate.path))
+        else:
+            files = [root / candidate.path] if (root / candidate.path).is_file() else []
+        if not files:
+            continue
+        try:
+            names = _parse_lists(files, candidate)
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            return None, [f"{files[0]}: unreadable split list ({err})"]
+        if not names:
+            return None, [f"{files[0]}: split list {split.name!r} names no sequence"]
+        return names, []
+    looked = ", ".join(str(root / c.path) for c in split.lists)
+    return None, [f"{root}: no list of split {split.name!r} (looked for {looked})"]
+
+
+def _parse_lists(files: list[Path], candidate: SplitList) -> list[str]:
+    names: list[str] = []
+    for path in files:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")]
+        if candidate.format == "names":
+            names += lines
+        elif candidate.format == "davis-frame-pairs":
+            # "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
+            names += [Path(ln.split()[0]).parent.name for ln in lines]
+        else:  # jhmdb-official: "<class>_test_split1.txt" lines "<clip>.avi <1 train | 2 test>"
+            if not fnmatch.fnmatch(path.name, Path(candidate.path).name):
+                continue
+            before, after = Path(candidate.path).name.split("*", 1)
+            cls = path.name[len(before): len(path.name) - len(after)]
+            names += [f"{cls}/{Path(ln.split()[0]).stem}" for ln in lines if ln.split()[-1] == "2"]
+    return list(dict.fromkeys(names))
+
+
+# ----------------------------------------------------------------------------------------- sequences
+
+
+def _frames(root: Path, spec: CheckSpec, seq: str, result: _SequenceResult) -> list[Path]:
+    folder = root / spec.frames.format(sequence=seq)
+    if not folder.is_dir():
+        result.problems.append(f"{folder}: frames folder of sequence {seq!r} is missing")
+        return []
+    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() == spec.frame_suffix and p.is_file())
+    if not frames:
+        result.problems.append(f"{folder}: sequence {seq!r} has no {spec.frame_suffix} frames")
+    return frames
+
+
+def _probe_frames(frames: list[Path], full: bool, result: _SequenceResult) -> dict[str, tuple[int, int]]:
+    """Frame sizes by stem; the first frame is always decoded, the others only with ``full``."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for index, frame in enumerate(frames):
+        try:
+            sizes[frame.stem] = probe_image(frame, decode=full or index == 0).size
+        except (OSError, SyntaxError, ValueError) as err:
+            result.problems.append(f"{frame}: {read_error(err)}")
+    result.frames += len(frames)
+    if sizes:
+        first_stem = next(iter(sizes))
+        first = sizes[first_stem]
+        for frame in frames:
+            size = sizes.get(frame.stem)
+            if size is not None and size != first:
+                result.problems.append(f"{frame}: frame is {_wh(size)} but the sequence's first frame "
+                                       f"({first_stem}) is {_wh(first)}")
+    return sizes
+
+
+def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str) -> _SequenceResult:
+    result = _SequenceResult()
+    frames = _frames(root, spec, seq, result)
+    if not frames:
+        return result
+    sizes = _probe_frames(frames, full, result)
+    folder = root / spec.annotations.format(sequence=seq)
+    if not folder.is_dir():
+        result.problems.append(f"{folder}: annotation folder of sequence {seq!r} is missing")
+        return result
+    suffix = spec.annotation_suffix
+    found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() == suffix and p.is_file()}
+    stems = [f.stem for f in frames]
+    wanted = stems if split.annotated == "all" else stems[:1]
+    missing = [s for s in wanted if s not in found]
+    extra = sorted(set(found) - set(stems))
+    if split.annotated == "all" and (missing or extra):
+        result.problems.append(f"{folder}: {len(frames)} frames but {len(found)} annotations")
+    result.problems += [f"{folder / (s + suffix)}: annotation of frame {s} is missing" for s in missing]
+    result.problems += [f"{found[s]}: annotation has no frame ({s}{spec.frame_suffix} is not in "
+                        f"{frames[0].parent})" for s in extra]
+    for stem in (s for s in stems if s in found):
+        path = found[stem]
+        result.annotations += 1
+        try:
+            labels = read_labels(path, spec.labels, spec.num_classes, spec.ignore_ids,
+                                 decode=full or stem == stems[0])
+        except (OSError, SyntaxError, ValueError) as err:
+            result.problems.append(f"{path}: {read_error(err)}")
+            continue
+        if labels.problem:
+            result.problems.append(f"{path}: {labels.problem}")
+        if stem in sizes and labels.size != sizes[stem]:
+            result.problems.append(f"{path}: annotation is {_wh(labels.size)} but its frame "
+                                   f"{frames[stems.index(stem)].name} is {_wh(sizes[stem])}")
+        if stem == stems[0] and not labels.problem and not objects(labels, spec.labels, spec.ignore_ids):
+            result.problems.append(f"{path}: first-frame annotation has no object (ids present: "
+                                   f"{list(labels.ids)}), so there is nothing to propagate")
+    return result
+
+
+def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str) -> _SequenceResult:
+    result = _SequenceResult()
+    frames = _frames(root, spec, seq, result)
+    if frames:
+        _probe_frames(frames, full, result)
+    mat = root / spec.annotations.format(sequence=seq)
+    if not mat.is_file():
+        result.problems.append(f"{mat}: joint annotation of clip {seq!r} is missing")
+        return result
+    result.annotations += 1
+    try:
+        present = {name for name, _, _ in scipy.io.whosmat(mat)}
+        absent = [k for k in spec.mat_keys if k not in present]
+        if absent:
+            result.problems.append(f"{mat}: missing key(s) {', '.join(absent)} (keys present: "
+                                   f"{', '.join(sorted(present)) or 'none'})")
+            return result
+        content = scipy.io.loadmat(mat, variable_names=list(spec.mat_keys))
+    except _MAT_ERRORS as err:
+        result.problems.append(f"{mat}: unreadable .mat file ({type(err).__name__}: {err})")
+        return result
+    key = spec.mat_keys[0]
+    shape = content[key].shape
+    expected = (2, spec.joints, len(frames))
+    if len(shape) != 3 or shape[:2] != expected[:2]:
+        result.problems.append(f"{mat}: '{key}' has shape {shape}, expected (2, {spec.joints}, frames)")
+    elif frames and shape[2] != len(frames):
+        result.problems.append(f"{mat}: '{key}' covers {shape[2]} frames but {frames[0].parent} holds "
+                               f"{len(frames)}")
+    return result
+
+
+def _wh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"

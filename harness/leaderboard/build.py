@@ -1,0 +1,136 @@
+"""Build the leaderboard from run records and published numbers, and write its files.
+
+This is the only module that touches the output folder. Every file is written atomically, and
+everything except the generated-at line is a pure function of the records and ``reported.yaml``,
+so regenerating from unchanged inputs leaves the committed files unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.io import atomic_write_text
+from harness.leaderboard.document import Leaderboard, Plot
+from harness.leaderboard.html import render_html
+from harness.leaderboard.markdown import render_csv, render_markdown
+from harness.leaderboard.plots import per_sequence, score_vs_runtime
+from harness.leaderboard.records import Run, Skipped, load_runs
+from harness.leaderboard.reported import ReportedEntry, load_reported
+from harness.leaderboard.spec import task_order, task_spec
+from harness.leaderboard.table import build_frame, groups, metric_columns
+
+PLOTS_DIR = "plots"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What was written, and which record files were skipped (with reasons)."""
+
+    written: list[Path]
+    runs: int
+    skipped: list[Skipped]
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def _plots(board: Leaderboard, runs: list[Run], out_dir: Path) -> dict[str, list[Plot]]:
+    by_record = {_rel(run.path, out_dir): run.record.get("per_sequence") or {} for run in runs}
+    plots: dict[str, list[Plot]] = {}
+    for task in board.tasks:
+        spec, task_groups = board.specs[task], board.task_groups(task)
+        found = []
+        svg = score_vs_runtime(spec, task_groups)
+        if svg is not None:
+            found.append(Plot(f"{PLOTS_DIR}/{task}-score-vs-runtime.svg", f"{spec.label}: score vs runtime", svg))
+        for group in task_groups:
+            svg = per_sequence(spec, group, [by_record[r] for r in group.frame["record"]])
+            if svg is not None:
+                title = f"{spec.label}: per-sequence scores, protocol {group.protocol} {group.protocol_hash}, {group.data}"
+                found.append(Plot(f"{PLOTS_DIR}/{group.key}-per-sequence.svg", title, svg))
+        plots[task] = found
+    return plots
+
+
+def assemble(
+    runs: list[Run],
+    skipped: list[Skipped],
+    reported: list[ReportedEntry],
+    out_dir: Path,
+    generated_at: str,
+    sources: str,
+) -> Leaderboard:
+    """The complete leaderboard in memory (frames, groups, plots); nothing is written."""
+    frame = build_frame(runs, reported, out_dir)
+    tasks = sorted({run.task for run in runs} | {entry.task for entry in reported}, key=task_order)
+    specs = {}
+    for task in tasks:
+        keys = {k for r in runs if r.task == task for k in r.record["metrics"]}
+        specs[task] = task_spec(task, keys | {k for e in reported if e.task == task for k in e.metrics})
+    board = Leaderboard(
+        frame=frame,
+        groups=groups(frame, runs),
+        tasks=tasks,
+        specs=specs,
+        metric_keys=metric_columns(runs, reported),
+        skipped=[(_rel(s.path, out_dir), s.reason) for s in skipped],
+        generated_at=generated_at,
+        sources=sources,
+    )
+    board.plots = _plots(board, runs, out_dir)
+    return board
+
+
+def build_leaderboard(
+    paths: Iterable[str | Path],
+    out_dir: str | Path,
+    reported_path: str | Path | None = None,
+    generated_at: str | None = None,
+) -> BuildResult:
+    """Read records under ``paths`` and write leaderboard.{md,csv,html} and plots/ into ``out_dir``.
+
+    Raises :class:`HarnessError` when not a single record could be read: an empty leaderboard
+    would look like "no runs" when the real cause is a wrong path or a broken runner.
+    """
+    out_dir = Path(out_dir).resolve()
+    paths = list(paths)
+    runs, skipped = load_runs(paths)
+    if not runs:
+        detail = "".join(f"\n  {s.path}: {s.reason}" for s in skipped)
+        raise HarnessError(
+            f"no usable run record under {', '.join(map(str, paths))} "
+            f"({len(skipped)} record file(s) skipped){detail}"
+        )
+    reported = load_reported(reported_path) if reported_path is not None else []
+    where = f" from `{_rel(Path(reported_path).resolve(), out_dir)}`" if reported_path is not None else ""
+    sources = (
+        f"Built by `harness leaderboard` from {len(runs)} run record(s)"
+        + (f" ({len(skipped)} skipped, listed at the end)" if skipped else "")
+        + f" and {len(reported)} published result(s){where}."
+    )
+    stamp = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    board = assemble(runs, skipped, reported, out_dir, stamp, sources)
+    written = []
+    plot_paths = {out_dir / plot.path for plots in board.plots.values() for plot in plots}
+    for plots in board.plots.values():
+        for plot in plots:
+            atomic_write_text(out_dir / plot.path, plot.svg)
+            written.append(out_dir / plot.path)
+    # Figures of groups that no longer exist would otherwise linger next to the current ones.
+    for stale in sorted((out_dir / PLOTS_DIR).glob("*.svg")):
+        if stale not in plot_paths:
+            stale.unlink()
+    for name, text in (
+        ("leaderboard.md", render_markdown(board)),
+        ("leaderboard.csv", render_csv(board)),
+        ("leaderboard.html", render_html(board)),
+    ):
+        atomic_write_text(out_dir / name, text)
+        written.append(out_dir / name)
+    return BuildResult(written=written, runs=len(runs), skipped=skipped)

