@@ -87,6 +87,7 @@ def feature_levels(model: nn.Module, crw: bool = False) -> list[Level]:
         raise MethodError(f"timm model {type(model).__name__} declares no feature levels (feature_info)")
     levels = [Level(i, f["module"], int(f["num_chs"]), int(f["reduction"])) for i, f in enumerate(info)]
     if crw:
+        _require_resnet(model)
         base = next(lv.stride for lv in levels if lv.module == "layer2")
         levels = [Level(lv.index, lv.module, lv.dim, base) if lv.module in ("layer3", "layer4") else lv
                   for lv in levels]
@@ -126,8 +127,7 @@ def crw_surgery(model: nn.Module) -> None:
     Refuses networks where that would not give CRW's encoder: dilated convs (timm
     ``output_stride``) or strided pools/blur layers that a stride change cannot remove.
     """
-    if not isinstance(model, timm.models.ResNet):
-        raise HarnessError(f"'{CRW_SUFFIX}' applies to timm ResNets only, not {type(model).__name__}")
+    _require_resnet(model)
     for stage in ("layer3", "layer4"):
         for name, module in getattr(model, stage).named_modules():
             where = f"{stage}.{name}"
@@ -137,6 +137,11 @@ def crw_surgery(model: nn.Module) -> None:
                 module.stride = (1, 1)
             elif next(module.children(), None) is None and _stride_above_one(getattr(module, "stride", 1)):
                 raise MethodError(f"{where} ({type(module).__name__}) downsamples; CRW surgery cannot remove it")
+
+
+def _require_resnet(model: nn.Module) -> None:
+    if not isinstance(model, timm.models.ResNet):
+        raise HarnessError(f"'{CRW_SUFFIX}' applies to timm ResNets only, not {type(model).__name__}")
 
 
 def _stride_above_one(stride: Any) -> bool:

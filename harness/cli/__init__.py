@@ -59,6 +59,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

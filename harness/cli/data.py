@@ -60,7 +60,7 @@ def _download(args: argparse.Namespace) -> int:
     card = find_card(args.name)
     if card.method == "manual":
         try:
-            root = download_root(card, args.data_root)
+            root = download_root(card, args.data_root, create=False)
         except DataError:
             root = None
         print(manual_instructions(card, root))

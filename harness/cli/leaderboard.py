@@ -16,9 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "leaderboard",
         help="build tables and plots from run records",
-        description="Read run records (record.json, found recursively) and write leaderboard.md, "
-        "leaderboard.csv, a self-contained leaderboard.html and plots/*.svg. Runs are ranked only "
-        "within one task + protocol hash; published numbers from reported.yaml are shown beside them.",
+        description="Read run records (record.json, found recursively) and write leaderboard.md,\n"
+        "leaderboard.csv, a self-contained leaderboard.html and plots/*.svg. Runs are ranked only\n"
+        "within one task + protocol hash; published numbers from reported.yaml are shown beside them.\n"
+        "Unusable records are listed on stderr and in the tables' 'skipped records' section.",
         epilog="examples:\n  harness leaderboard\n  harness leaderboard results/runs/davis --out-dir /tmp/board",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

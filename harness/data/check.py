@@ -94,13 +94,11 @@ def run_check(task: str, root: Path, sequences: list[str] | None = None, *, spli
         report.problems.append(f"{root}: not a {card.title} data root: no {', '.join(m + '/' for m in missing)} "
                                f"(expected layout: {', '.join(card.layout)})")
         return report
-    names, list_problems = read_split(root, spec.splits[split_name])
-    report.problems += list_problems
-    if sequences:
-        if names is not None:
-            report.problems += [f"{root}: sequence {s!r} is not in split {split_name!r}" for s in sequences
-                                if s not in names]
-        names = list(sequences)
+    if sequences:  # named explicitly: their data must be valid, whatever the split list says
+        names: list[str] | None = list(sequences)
+    else:
+        names, list_problems = read_split(root, spec.splits[split_name])
+        report.problems += list_problems
     if not names:
         return report
     report.sequences = names
@@ -240,8 +238,9 @@ def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str
 def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str) -> _SequenceResult:
     result = _SequenceResult()
     frames = _frames(root, spec, seq, result)
-    if frames:
-        _probe_frames(frames, full, result)
+    if not frames:
+        return result  # a missing clip is one problem, not two
+    _probe_frames(frames, full, result)
     mat = root / spec.annotations.format(sequence=seq)
     if not mat.is_file():
         result.problems.append(f"{mat}: joint annotation of clip {seq!r} is missing")
@@ -263,7 +262,7 @@ def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq:
     expected = (2, spec.joints, len(frames))
     if len(shape) != 3 or shape[:2] != expected[:2]:
         result.problems.append(f"{mat}: '{key}' has shape {shape}, expected (2, {spec.joints}, frames)")
-    elif frames and shape[2] != len(frames):
+    elif shape[2] != len(frames):
         result.problems.append(f"{mat}: '{key}' covers {shape[2]} frames but {frames[0].parent} holds "
                                f"{len(frames)}")
     return result

@@ -52,8 +52,8 @@ class _Retryable(Exception):
     """A failure worth another attempt (dropped connection, short read, 5xx)."""
 
 
-def download_root(card: Card, data_root: str | Path | None) -> Path:
-    """Where a download goes: ``--data-root``, else ``$HARNESS_DATA/<task>``; created if missing."""
+def download_root(card: Card, data_root: str | Path | None, create: bool = True) -> Path:
+    """Where a download goes: ``--data-root``, else ``$HARNESS_DATA/<task>``; created if missing (and asked)."""
     if data_root is not None:
         root = Path(data_root).expanduser()
     elif os.environ.get(DATA_ENV):
@@ -65,7 +65,8 @@ def download_root(card: Card, data_root: str | Path | None) -> Path:
         )
     if root.exists() and not root.is_dir():
         raise DataError(f"data root {root} exists and is not a folder")
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 

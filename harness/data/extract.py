@@ -14,6 +14,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +46,14 @@ def safe_extract(archive: str | Path, dest: str | Path) -> list[str]:
     in that case nothing at all has been written.
     """
     archive, dest = Path(archive), Path(dest)
+    try:
+        return _extract(archive, dest)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
+        raise DataError(f"{archive}: corrupt archive ({type(err).__name__}: {err}); files unpacked before the "
+                        f"error may be incomplete — download it again with --force") from err
+
+
+def _extract(archive: Path, dest: Path) -> list[str]:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             entries = plan(archive, [_zip_entry(archive, zf, info) for info in zf.infolist()])

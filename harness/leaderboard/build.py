@@ -53,7 +53,7 @@ def _plots(board: Leaderboard, runs: list[Run], out_dir: Path) -> dict[str, list
             svg = per_sequence(spec, group, [by_record[r] for r in group.frame["record"]])
             if svg is not None:
                 title = f"{spec.label}: per-sequence scores, protocol {group.protocol} {group.protocol_hash}, {group.data}"
-                found.append(Plot(f"{PLOTS_DIR}/{group.key}-per-sequence.svg", title, svg))
+                found.append(Plot(f"{PLOTS_DIR}/{group.key}-per-sequence.svg", title, svg, group.key))
         plots[task] = found
     return plots
 

@@ -23,6 +23,7 @@ class Plot:
     path: str
     title: str
     svg: str
+    group: str | None = None  # Group.key for a per-group figure, None for a whole-task figure
 
 
 @dataclass
@@ -45,3 +46,7 @@ class Leaderboard:
 
     def task_groups(self, task: str) -> list[Group]:
         return [g for g in self.groups if g.task == task]
+
+    def task_plots(self, task: str, group: str | None = None) -> list[Plot]:
+        """Figures of one group (``group`` = its key), or the whole-task figures (``group`` None)."""
+        return [p for p in self.plots.get(task, []) if p.group == group]

@@ -15,7 +15,7 @@ from html import escape
 import pandas as pd
 
 from harness.leaderboard.cells import Column, reported_columns, reproduced_columns
-from harness.leaderboard.document import GENERATED_PREFIX, Leaderboard
+from harness.leaderboard.document import GENERATED_PREFIX, Leaderboard, Plot
 from harness.leaderboard.markdown import INTRO, settings_text
 
 _STYLE = """
@@ -29,6 +29,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .generated, .settings { color: #666; font-size: 0.85em; }
 .skipped li { font-family: monospace; }
+div.scroll { overflow-x: auto; }
 """
 
 _SCRIPT = """
@@ -67,13 +68,21 @@ def _links(row: pd.Series) -> str:
 
 def _table(frame: pd.DataFrame, columns: list[Column], with_links: bool) -> list[str]:
     headers = "".join(f"<th>{escape(c.header)}</th>" for c in columns) + ("<th>files</th>" if with_links else "")
-    out = ['<table class="sortable">', f"<thead><tr>{headers}</tr></thead>", "<tbody>"]
+    out = ['<div class="scroll"><table class="sortable">', f"<thead><tr>{headers}</tr></thead>", "<tbody>"]
     for _, row in frame.iterrows():
         cells = "".join(_cell(c, row) for c in columns) + (_links(row) if with_links else "")
         ident = row["record"] if row["kind"] == "reproduced" else row["reported_id"]
         out.append(f'<tr class="{escape(row["kind"])}" data-id="{escape(str(ident))}">{cells}</tr>')
-    out += ["</tbody>", "</table>"]
+    out += ["</tbody>", "</table></div>"]
     return out
+
+
+def _figure(plot: Plot) -> str:
+    data = base64.b64encode(plot.svg.encode("utf-8")).decode("ascii")
+    return (
+        f'<figure class="plot"><img alt="{escape(plot.title)}" src="data:image/svg+xml;base64,{data}">'
+        f'<figcaption>{escape(plot.title)} (<a href="{escape(plot.path)}">SVG file</a>)</figcaption></figure>'
+    )
 
 
 def render_html(board: Leaderboard) -> str:
@@ -99,15 +108,9 @@ def render_html(board: Leaderboard) -> str:
                 f"<code>{escape(group.protocol_hash)}</code> · data {escape(group.data)}</h3>",
                 f'<p class="settings">Settings: {escape(settings_text(group.settings) or "not recorded")}</p>',
                 *_table(group.frame, reproduced_columns(spec), with_links=True),
+                *(_figure(plot) for plot in board.task_plots(task, group.key)),
             ]
-        for plot in board.plots.get(task, []):
-            data = base64.b64encode(plot.svg.encode("utf-8")).decode("ascii")
-            out += [
-                '<figure class="plot">',
-                f'<img alt="{escape(plot.title)}" src="data:image/svg+xml;base64,{data}">',
-                f'<figcaption>{escape(plot.title)} (<a href="{escape(plot.path)}">SVG file</a>)</figcaption>',
-                "</figure>",
-            ]
+        out += [_figure(plot) for plot in board.task_plots(task)]
         reported = board.reported(task)
         if not reported.empty:
             out += ["<h3>Reported (published numbers, not ranked)</h3>"]

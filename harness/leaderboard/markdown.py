@@ -77,8 +77,8 @@ def render_markdown(board: Leaderboard) -> str:
             ]
             if strips:
                 lines += ["Qualitative strips: " + ", ".join(strips), ""]
-        for plot in board.plots.get(task, []):
-            lines += [f"![{plot.title}]({plot.path})", ""]
+            lines += [f"![{plot.title}]({plot.path})\n" for plot in board.task_plots(task, group.key)]
+        lines += [f"![{plot.title}]({plot.path})\n" for plot in board.task_plots(task)]
         if not reported.empty:
             lines += ["### Reported (published numbers, not ranked)", "", *md_table(reported, reported_columns(spec)), ""]
     if board.skipped:

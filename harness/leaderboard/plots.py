@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from harness.leaderboard.cells import is_missing
@@ -82,6 +84,10 @@ def score_vs_runtime(spec: TaskSpec, groups: list[Group]) -> str | None:
             for x, y, label in zip(frame["ms_per_frame"], frame["primary_value"], run_labels(frame), strict=True):
                 ax.annotate(label, (float(x), float(y)), textcoords="offset points", xytext=(4, 3), fontsize=7)
         ax.set_xscale("log")
+        # Plain numbers on both major and minor ticks: runtimes often span less than a decade.
+        ax.xaxis.set_major_formatter(ticker.LogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+        ax.margins(x=0.2, y=0.1)
         ax.set_xlabel("features + propagation, ms per frame (log scale)")
         ax.set_ylabel(f"{spec.primary} (%)")
         ax.set_title(f"{spec.label}: {spec.primary} vs runtime (reproduced runs)")
@@ -90,18 +96,34 @@ def score_vs_runtime(spec: TaskSpec, groups: list[Group]) -> str | None:
         return _svg(fig)
 
 
-def sequence_metric(spec: TaskSpec, per_sequence: list[Mapping[str, Mapping[str, float]]]) -> str | None:
-    """The metric to plot per sequence: the primary one if every sequence has it, else the first shared key."""
+def _fraction_or_none(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and -1.0 <= value <= 1.0
+
+
+def sequence_metric(spec: TaskSpec, per_sequence: list[Mapping[str, Mapping[str, Any]]]) -> str | None:
+    """The metric to plot per sequence: the first of the task's shown metrics that every sequence
+    has (the primary one where present), else the alphabetically first shared key.
+
+    Only keys holding fractions (or null) everywhere qualify: per-sequence blocks also carry frame
+    counts, object counts and confusion matrices, which are not scores.
+    """
     shared: set[str] | None = None
     for table in per_sequence:
         for values in table.values():
-            shared = set(values) if shared is None else shared & set(values)
+            keys = {k for k, v in values.items() if _fraction_or_none(v)}
+            shared = keys if shared is None else shared & keys
     if not shared:
         return None
-    return spec.primary if spec.primary in shared else sorted(shared)[0]
+    return next((key for key in spec.shown if key in shared), sorted(shared)[0])
 
 
-def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping[str, float]]]) -> str | None:
+def _percent(value: Any) -> float:
+    return np.nan if value is None else 100.0 * float(value)
+
+
+def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping[str, Any]]]) -> str | None:
     """Per-sequence scores of each run in ``group`` (``tables`` in the group frame's row order).
 
     Up to 40 sequences: a dot plot, one row per sequence. More (JHMDB has 268 clips): one box per
@@ -118,7 +140,7 @@ def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping
             ax = fig.add_subplot()
             positions = np.arange(len(sequences))
             for index, (label, table) in enumerate(pairs):
-                values = [100.0 * table[s][metric] if s in table else np.nan for s in sequences]
+                values = [_percent(table[s][metric]) if s in table else np.nan for s in sequences]
                 ax.scatter(values, positions, marker=_MARKERS[index % len(_MARKERS)], color=f"C{index % 10}", label=label, zorder=3)
             ax.set_yticks(positions, sequences)
             ax.invert_yaxis()
@@ -128,7 +150,8 @@ def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping
         else:
             fig = Figure(figsize=(1.5 + 0.9 * len(pairs), 4.0))
             ax = fig.add_subplot()
-            ax.boxplot([[100.0 * v[metric] for v in table.values()] for _, table in pairs], showmeans=True)
+            data = [[_percent(v[metric]) for v in table.values() if v[metric] is not None] for _, table in pairs]
+            ax.boxplot(data, showmeans=True)
             ax.set_xticks(np.arange(1, len(pairs) + 1), [label for label, _ in pairs], rotation=30, ha="right")
             ax.set_ylabel(f"{metric} (%) per sequence")
             ax.grid(True, axis="y", alpha=0.3)

@@ -83,9 +83,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_metrics(metrics: dict[str, Any], where: str) -> None:
+    """Metrics are fractions or null (a task may leave a metric undefined, e.g. no visible joint)."""
     for key, value in metrics.items():
+        if value is None:
+            continue
         if not _is_number(value):
-            raise RecordError(f"{where}[{key!r}] is {value!r}, not a finite number")
+            raise RecordError(f"{where}[{key!r}] is {value!r}, not a finite number or null")
         # Decays may be negative; anything beyond 1 in magnitude is a percentage written by mistake.
         if not -1.0 <= value <= 1.0:
             raise RecordError(f"{where}[{key!r}] = {value} is not a fraction in [-1, 1] (percent?)")
@@ -118,12 +121,13 @@ def validate_record(data: Any) -> dict[str, Any]:
         raise RecordError("'metrics' is empty")
     _check_metrics(data["metrics"], "metrics")
     spec = TASKS.get(data["task"])
-    if spec is not None and spec.primary not in data["metrics"]:
+    if spec is not None and data["metrics"].get(spec.primary) is None:
         raise RecordError(f"metrics lack the primary metric {spec.primary!r} of task {data['task']!r}")
+    # Per-sequence blocks also carry counts and confusion matrices; only their shape is checked here,
+    # the plots pick the fraction-valued keys.
     for seq, values in (data.get("per_sequence") or {}).items():
         if not isinstance(values, dict):
             raise RecordError(f"per_sequence[{seq!r}] is not an object")
-        _check_metrics(values, f"per_sequence[{seq!r}]")
     for key, value in (data.get("timing") or {}).items():
         if value is not None and not _is_number(value):
             raise RecordError(f"timing[{key!r}] is {value!r}, not a number or null")

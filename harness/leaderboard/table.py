@@ -203,8 +203,8 @@ def build_frame(runs: list[Run], reported: list[ReportedEntry], out_dir: Path) -
     frame["task_order"] = frame["task"].map(order)
     frame = frame.sort_values(
         [
-            "task_order", "kind", "protocol", "protocol_hash", "data_key",
-            "protocol_group", "primary_value", "method", "record", "reported_id",
+            "task_order", "kind", "protocol_group", "protocol", "protocol_hash", "data_key",
+            "primary_value", "method", "record", "reported_id",
         ],
         ascending=[True, False, True, True, True, True, False, True, True, True],
         na_position="last",
@@ -217,7 +217,7 @@ def build_frame(runs: list[Run], reported: list[ReportedEntry], out_dir: Path) -
     frame["rank"] = pd.Series(ranks, dtype="Int64")
     for column in ("parameters", "frames"):
         if column in frame:
-                frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
+            frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
     return frame.drop(columns=["task_order"])
 
 

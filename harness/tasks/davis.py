@@ -97,12 +97,17 @@ class DavisTask(Task):
                 f"frames and annotations of {name!r} do not pair up ({self.frames_dir / name} vs "
                 f"{self.annotations_dir / name}); unmatched frame names: {', '.join(missing[:5])}"
             )
-        frames = np.stack([read_image(p, "RGB") for p in frame_paths])
-        masks = np.stack([self.read_mask(p) for p in annotation_paths])
-        for path, mask in zip(annotation_paths, masks, strict=True):
-            if mask.shape != frames.shape[1:3]:
-                raise DataError(f"annotation {path} is {mask.shape[1]}x{mask.shape[0]}, its frame is "
-                                f"{frames.shape[2]}x{frames.shape[1]}")
+        frames = [read_image(p, "RGB") for p in frame_paths]
+        masks = [self.read_mask(p) for p in annotation_paths]
+        size = frames[0].shape[:2]
+        for frame_path, frame, path, mask in zip(frame_paths, frames, annotation_paths, masks, strict=True):
+            if frame.shape[:2] != size:
+                raise DataError(f"frame {frame_path} is {frame.shape[1]}x{frame.shape[0]}, the sequence's first "
+                                f"frame is {size[1]}x{size[0]}")
+            if mask.shape != frame.shape[:2]:
+                raise DataError(f"annotation {path} is {mask.shape[1]}x{mask.shape[0]}, its frame {frame_path} is "
+                                f"{frame.shape[1]}x{frame.shape[0]}")
+        frames, masks = np.stack(frames), np.stack(masks)
         n_objects = int(masks[0][masks[0] != VOID].max(initial=0))
         if n_objects == 0:
             raise DataError(f"first-frame annotation {annotation_paths[0]} contains no object")

@@ -85,13 +85,11 @@ def to_grid(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.
 
 
 def to_pixels(cells: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`to_grid`; entries ``< 0`` in x (no prediction) stay ``-1``."""
+    """Inverse of :func:`to_grid`: continuous cell coordinates ``[2, ...]`` → 0-based pixels."""
     (height, width), (h, w) = size, grid
     cells = np.asarray(cells, dtype=np.float64)
     scale = np.array([width / w, height / h]).reshape(2, *([1] * (cells.ndim - 1)))
-    out = (cells + 0.5) * scale - 0.5
-    missing = np.broadcast_to(cells[:1] < 0, cells.shape)
-    return np.where(missing, -1.0, out)
+    return (cells + 0.5) * scale - 0.5
 
 
 def joint_heatmaps(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
@@ -267,8 +265,9 @@ class JhmdbTask(Task):
 
     def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
         """``[T, 16, h, w]`` → ``[2, 15, T]`` 0-based pixel coordinates of the original frame (-1 = none)."""
-        grid = tuple(soft.shape[-2:])
-        return to_pixels(decode_heatmaps(soft[:, :NUM_JOINTS]), seq.meta["size"], grid)
+        cells = decode_heatmaps(soft[:, :NUM_JOINTS])
+        pixels = to_pixels(cells, seq.meta["size"], tuple(soft.shape[-2:]))
+        return np.where(cells[:1] < 0, -1.0, pixels)  # a weighted mean of cell indices is never < 0
 
     # -- scoring -----------------------------------------------------------------------------
     def score_sequence(self, seq: Sequence, prediction: np.ndarray) -> dict[str, Any]:

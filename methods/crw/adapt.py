@@ -176,6 +176,6 @@ def adapt_network(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     net.eval()
     return losses

@@ -1,0 +1,485 @@
+"""Training CRW from raw video: recipe → data → DDP training loop → checkpoints and a JSONL log.
+
+One code path serves a laptop CPU, one GPU and many GPUs on many machines: under ``torchrun``
+(``WORLD_SIZE`` > 1) the process group is initialised from the environment (NCCL on CUDA, gloo on
+CPU) and the model is wrapped in DistributedDataParallel; each rank trains on its own shard of
+every epoch's clip list. BatchNorm statistics stay per rank, as in the original (no SyncBN).
+Mixed precision and ``cudnn.benchmark`` are switched on only on CUDA.
+
+Exact resume: the sampler, the augmentation and the edge-dropout masks derive their randomness
+from ``(seed, step, position/rank)``, so a run restarted from a checkpoint at step k draws the
+same batch k+1 and the same masks as an uninterrupted one; model, optimizer, scheduler, grad
+scaler and every rank's RNG states are restored from the checkpoint as well.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+
+from harness.errors import CheckpointError, HarnessError
+from harness.io import atomic_path, atomic_write_text
+from methods.crw.augment import ClipAugment
+from methods.crw.data import (
+    ClipDataset,
+    ClipIndex,
+    ShardedClipSampler,
+    build_loader,
+    index_videos,
+    mix_seed,
+)
+
+log = logging.getLogger(__name__)
+
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+CHECKPOINT_NAME = "checkpoint.pt"
+EVAL_CHECKPOINT_NAME = "crw-eval.pt"
+LOG_NAME = "metrics.jsonl"
+#: recipe keys that may differ between a checkpoint and the run resuming it
+RESUMABLE_CHANGES = ("train.checkpoint_every", "data.workers", "data.cache_dir")
+
+
+# -- recipes ----------------------------------------------------------------------------------
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe by name (``methods/crw/recipes/NAME.yaml``) or YAML path, ``base:`` resolved, overrides applied."""
+    recipe = _load_recipe_file(name, seen=())
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--set expects key=value, got {item!r}")
+        set_key(recipe, key.strip(), yaml.safe_load(raw))
+    return recipe
+
+
+def _load_recipe_file(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = RECIPE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, recipe_names(), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise HarnessError(f"unknown recipe {name!r}.{hint} Known: {', '.join(recipe_names())}")
+    if str(path) in seen:
+        raise HarnessError(f"recipe {path} includes itself through `base:`")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise HarnessError(f"recipe {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise HarnessError(f"recipe {path} must be a mapping of sections")
+    base_name = raw.pop("base", None)
+    if base_name is None:
+        return raw
+    recipe = _load_recipe_file(str(base_name), (*seen, str(path)))
+    _merge(recipe, raw, source=path)
+    return recipe
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any], source: Path, prefix: str = "") -> None:
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if key not in into:
+            raise HarnessError(f"recipe {source}: unknown key {dotted!r} (not in its base recipe)")
+        if isinstance(into[key], dict) and isinstance(value, dict):
+            _merge(into[key], value, source, prefix=f"{dotted}.")
+        else:
+            into[key] = value
+
+
+def set_key(recipe: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in a recipe; unknown keys are an error naming the closest known ones."""
+    node = recipe
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            known = _flat_keys(recipe)
+            close = difflib.get_close_matches(dotted, known, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise HarnessError(f"--set {dotted}: unknown recipe key.{hint}")
+        if depth == len(parts) - 1:
+            if isinstance(node[part], dict):
+                raise HarnessError(f"--set {dotted}: is a section; set one of its keys")
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _flat_keys(recipe: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in recipe.items():
+        if isinstance(value, dict):
+            keys.extend(_flat_keys(value, f"{prefix}{key}."))
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _flat(recipe: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _flat_keys(recipe):
+        node: Any = recipe
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+# -- distributed setup ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group torchrun describes in the environment; a lone process needs none."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str) -> torch.device:
+    """``auto`` → this process's GPU (``LOCAL_RANK``) when CUDA is there, else the CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise HarnessError("--device cuda: CUDA is not available on this machine")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if requested != "cpu":
+        raise HarnessError(f"--device must be auto, cpu or cuda, got {requested!r}")
+    return torch.device("cpu")
+
+
+# -- RNG state --------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU, CUDA) RNG states as tensors and plain values (``weights_only``-safe)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainOptions:
+    """What ``harness train`` passes besides the recipe."""
+
+    data: list[Path]
+    out_dir: Path
+    max_steps: int | None = None
+    resume: bool = False
+    device: str = "auto"
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_model(recipe: dict[str, Any]) -> torch.nn.Module:
+    from methods.crw.model import CRWNet
+
+    return CRWNet(padding=recipe["model"]["padding"])
+
+
+def build_data(recipe: dict[str, Any], roots: list[Path]) -> tuple[ClipDataset, ClipIndex]:
+    """Index every root (cached), pool their videos, and wrap them in a clip dataset."""
+    cfg = recipe["data"]
+    cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
+    videos = []
+    for root in roots:
+        found, stats = index_videos(root, cache_dir, cfg["frame_folder_fps"])
+        log.info("%s: %d videos (%d re-indexed, %d unreadable skipped)", root, len(found), stats.indexed, stats.failed)
+        videos.extend(found)
+    index = ClipIndex(videos, int(cfg["clip_len"]), cfg["fps"])
+    return ClipDataset(index, ClipAugment(recipe["augment"])), index
+
+
+def _amp_dtype(recipe: dict[str, Any], device: torch.device) -> torch.dtype | None:
+    mode = recipe["train"]["amp"]
+    if device.type != "cuda" or mode in (False, "off", None):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode in ("bf16", "fp16"):
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    raise HarnessError(f"train.amp must be auto, bf16, fp16 or off, got {mode!r}")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _check_resumable(saved: dict[str, Any], recipe: dict[str, Any], path: Path) -> None:
+    old, new = _flat(saved), _flat(recipe)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise HarnessError(f"--resume: {path} was trained with a different recipe ({details}); use a new --out-dir")
+
+
+def _gather(obj: Any, ctx: Dist) -> list[Any]:
+    if ctx.world_size == 1:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _mean_over_ranks(values: list[float], ctx: Dist, device: torch.device) -> list[float]:
+    if ctx.world_size == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return (tensor / ctx.world_size).tolist()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step`` (those after it are redone by the resumed run)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
+    """Train CRW with ``recipe`` on the videos under ``options.data``; returns the final checkpoint path."""
+    device = pick_device(options.device)
+    ctx = init_distributed(device)
+    out_dir = Path(options.out_dir)
+    if ctx.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(recipe["seed"])
+    optim_cfg, loss_cfg, train_cfg = recipe["optim"], recipe["loss"], recipe["train"]
+    if int(optim_cfg["batch_size"]) % ctx.world_size:
+        raise HarnessError(f"optim.batch_size {optim_cfg['batch_size']} does not split evenly over {ctx.world_size} ranks")
+    local_batch = int(optim_cfg["batch_size"]) // ctx.world_size
+
+    dataset, index = build_data(recipe, options.data)
+    probe = ShardedClipSampler(index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size)
+    steps_per_epoch = probe.steps_per_epoch
+    total_steps = int(optim_cfg["epochs"]) * steps_per_epoch
+    if options.max_steps is not None:
+        total_steps = min(total_steps, options.max_steps)
+
+    seed_everything(seed)
+    model = build_model(recipe).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(optim_cfg["lr"]), weight_decay=float(optim_cfg["weight_decay"]))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=[int(m) * steps_per_epoch for m in optim_cfg["milestones"]], gamma=float(optim_cfg["gamma"])
+    )
+    amp_dtype = _amp_dtype(recipe, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    start_step = 0
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    log_path = out_dir / LOG_NAME
+    if options.resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        missing = {"model", "optimizer", "scheduler", "step", "recipe", "rng", "world_size"} - state.keys()
+        if missing:
+            raise CheckpointError(f"{ckpt_path}: cannot resume, missing keys {sorted(missing)}")
+        _check_resumable(state["recipe"], recipe, ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        start_step = int(state["step"])
+        if state["world_size"] == ctx.world_size:
+            set_rng_state(state["rng"][ctx.rank])
+        else:
+            log.warning(
+                "resuming a %d-rank run on %d ranks: clips are re-sharded, so batches differ from the original run",
+                state["world_size"],
+                ctx.world_size,
+            )
+        if ctx.main:
+            _truncate_log(log_path, start_step)
+            log.info("resumed from %s at step %d", ckpt_path, start_step)
+    elif options.resume and ctx.main:
+        log.info("--resume: no checkpoint in %s yet, starting from scratch", out_dir)
+    elif ctx.main and log_path.exists():
+        log_path.unlink()
+    if ctx.main:
+        atomic_write_text(out_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+
+    if ctx.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model.train()
+    sampler = ShardedClipSampler(
+        index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size, start_step, total_steps
+    )
+    loader = build_loader(dataset, sampler, int(recipe["data"]["workers"]), pin_memory=device.type == "cuda")
+
+    progress = None
+    if options.progress and ctx.main:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total_steps, initial=start_step, file=sys.stderr, unit="step", dynamic_ncols=True)
+
+    def checkpoint(step: int) -> None:
+        rngs = _gather(rng_state(), ctx)
+        if ctx.main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "model": _unwrap(model).state_dict(),
+                    "recipe": copy.deepcopy(recipe),
+                    "step": step,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rngs,
+                    "world_size": ctx.world_size,
+                    "sampler": {"epoch": step // steps_per_epoch, "batch": step % steps_per_epoch,
+                                "steps_per_epoch": steps_per_epoch, "seed": seed},
+                    "data": [str(Path(p).resolve()) for p in options.data],
+                },
+            )
+
+    step = start_step
+    failures_total = 0
+    log_handle = open(log_path, "a") if ctx.main else None
+    try:
+        tick = time.perf_counter()
+        for batch, failures in loader:
+            batch = batch.to(device, non_blocking=True)
+            t_data = time.perf_counter() - tick
+            generator = torch.Generator(device=device).manual_seed(mix_seed(seed, step, 2, ctx.rank))
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                embeddings = model(batch)
+            from methods.crw.loss import walk_loss
+
+            loss, diag = walk_loss(
+                embeddings.float(),
+                float(loss_cfg["temperature"]),
+                float(loss_cfg["edge_dropout"]),
+                generator=generator,
+                leak_dropout=bool(loss_cfg["leak_dropout"]),
+            )
+            scaler.scale(loss).backward()
+            _sync(device)
+            t_fwd_bwd = time.perf_counter() - tick - t_data
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            _sync(device)
+            step += 1
+            t_step = time.perf_counter() - tick
+            t_optim = t_step - t_data - t_fwd_bwd
+
+            walks = sorted(diag["xent"])
+            values = [float(loss.detach()), diag["acc_mean"], *(diag["xent"][k] for k in walks), *(diag["acc"][k] for k in walks), failures]
+            values = _mean_over_ranks(values, ctx, device)
+            failures_total += round(values[-1] * ctx.world_size)
+            if ctx.main:
+                n = len(walks)
+                record = {
+                    "step": step,
+                    "epoch": (step - 1) // steps_per_epoch,
+                    "loss": values[0],
+                    "acc": values[1],
+                    "xent": dict(zip(walks, values[2 : 2 + n])),
+                    "walk_acc": dict(zip(walks, values[2 + n : 2 + 2 * n])),
+                    "lr": lr,
+                    "clips_per_s": int(optim_cfg["batch_size"]) / t_step,
+                    "time": {"data": t_data, "fwd_bwd": t_fwd_bwd, "optim": t_optim, "step": t_step},
+                    "decode_failures": failures_total,
+                }
+                log_handle.write(json.dumps(record) + "\n")
+                log_handle.flush()
+                if progress is not None:
+                    progress.set_postfix(loss=f"{values[0]:.3f}", acc=f"{values[1]:.3f}", clips_s=f"{record['clips_per_s']:.2f}")
+                    progress.update(1)
+            if step % int(train_cfg["checkpoint_every"]) == 0 or step == total_steps:
+                checkpoint(step)
+            tick = time.perf_counter()
+        if step == start_step:
+            checkpoint(step)
+    finally:
+        if log_handle is not None:
+            log_handle.close()
+        if progress is not None:
+            progress.close()
+    if failures_total:
+        log.warning("%d clip(s) failed to decode and were replaced by other clips", failures_total)
+
+    if ctx.main:
+        from methods.crw.checkpoint import save_eval_checkpoint
+
+        eval_path = save_eval_checkpoint(out_dir / EVAL_CHECKPOINT_NAME, _unwrap(model).state_dict(), recipe, step)
+        log.info("evaluation-only checkpoint (encoder through layer3): %s", eval_path)
+    if ctx.world_size > 1:
+        dist.barrier()
+    return ckpt_path
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

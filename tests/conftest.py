@@ -1,0 +1,17 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's ``../shared`` folder (real data and reference numbers); skips the test when absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"needs the shared data folder {SHARED_DIR} (../shared beside the repository)")
+    return SHARED_DIR
