@@ -41,7 +41,7 @@ from harness.protocol import Protocol, resolve_protocol
 #: working-memory budget of one propagation (scores, gathered keys, candidates), in MiB
 DEFAULT_MEMORY_MIB = 256
 #: side of the query tiles; 8 keeps the window overhead (tile + 2·reach)² / disk area near 2 at radius 12
-TILE = 8
+TILE = 12
 
 
 def context_slots(t: int, protocol: Protocol) -> list[tuple[int, bool, int]]:
@@ -89,10 +89,11 @@ class _Tiling:
     ntx: int
     query_nodes: torch.Tensor  # [tiles, th*tw] flat node of each tile cell, -1 outside the grid
     key_nodes: torch.Tensor  # [tiles, wh*ww] flat node of each window cell, 0 outside the grid
-    blocked: torch.Tensor  # [tiles, th*tw, wh*ww] True where the key is outside the window or the grid
+    offset_bias: torch.Tensor  # [th*tw, wh*ww] 0 where the window admits the offset, -inf elsewhere
+    outside_bias: torch.Tensor  # [tiles, wh*ww] 0 for window cells inside the grid, -inf outside
 
     @classmethod
-    def build(cls, h: int, w: int, protocol: Protocol, device: torch.device) -> _Tiling:
+    def build(cls, h: int, w: int, protocol: Protocol, dtype: torch.dtype, device: torch.device) -> _Tiling:
         th, tw, reach = min(TILE, h), min(TILE, w), window_reach(protocol)
         nty, ntx = -(-h // th), -(-w // tw)
         wh, ww = th + 2 * reach, tw + 2 * reach
@@ -101,21 +102,21 @@ class _Tiling:
         # query cells: absolute position of cell (qy, qx) of tile (ty, tx)
         qy = (ty * th + torch.arange(th, device=device).view(1, 1, th, 1)).expand(nty, ntx, th, tw)
         qx = (tx * tw + torch.arange(tw, device=device).view(1, 1, 1, tw)).expand(nty, ntx, th, tw)
-        q_inside = (qy < h) & (qx < w)
-        query_nodes = torch.where(q_inside, qy * w + qx, -1).reshape(nty * ntx, th * tw)
+        query_nodes = torch.where((qy < h) & (qx < w), qy * w + qx, -1).reshape(nty * ntx, th * tw)
         # window cells: absolute position of cell (ky, kx) of the window of tile (ty, tx)
         ky = (ty * th - reach + torch.arange(wh, device=device).view(1, 1, wh, 1)).expand(nty, ntx, wh, ww)
         kx = (tx * tw - reach + torch.arange(ww, device=device).view(1, 1, 1, ww)).expand(nty, ntx, wh, ww)
-        k_inside = ((ky >= 0) & (ky < h) & (kx >= 0) & (kx < w)).reshape(nty * ntx, 1, wh * ww)
-        key_nodes = torch.where(k_inside.view(nty, ntx, wh, ww), ky * w + kx, 0).reshape(nty * ntx, wh * ww)
+        inside = (ky >= 0) & (ky < h) & (kx >= 0) & (kx < w)
+        key_nodes = torch.where(inside, ky * w + kx, 0).reshape(nty * ntx, wh * ww)
         # offsets between a tile cell and a window cell are the same for every tile
         cy, cx = torch.meshgrid(torch.arange(th, device=device), torch.arange(tw, device=device), indexing="ij")
         wy, wx = torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
         dy = wy.reshape(1, -1) - reach - cy.reshape(-1, 1)
         dx = wx.reshape(1, -1) - reach - cx.reshape(-1, 1)
-        in_window = window_admits(dy, dx, protocol)  # [th*tw, wh*ww]
-        blocked = ~(in_window.unsqueeze(0) & k_inside)
-        return cls(h, w, th, tw, reach, nty, ntx, query_nodes, key_nodes, blocked)
+        blocked = torch.full((), float("-inf"), dtype=dtype, device=device)
+        offset_bias = torch.where(window_admits(dy, dx, protocol), 0.0, blocked)
+        outside_bias = torch.where(inside.reshape(nty * ntx, wh * ww), 0.0, blocked)
+        return cls(h, w, th, tw, reach, nty, ntx, query_nodes, key_nodes, offset_bias, outside_bias)
 
     @property
     def window_cells(self) -> int:
@@ -129,27 +130,33 @@ class _Tiling:
         part = part.reshape(C, ty1 - ty0, self.th, self.ntx, self.tw).permute(1, 3, 2, 4, 0)
         return part.reshape((ty1 - ty0) * self.ntx, self.th * self.tw, C)
 
-    def keys(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
-        """Window features of tile rows ``ty0:ty1`` of ``frame`` as [tiles, C, wh*ww] (zeros outside)."""
-        C, r = frame.shape[0], self.reach
+    def windows(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
+        """Window features of tile rows ``ty0:ty1`` of ``frame`` as a [tiles, C, wh, ww] view (zeros outside)."""
+        r = self.reach
         lo, hi = ty0 * self.th - r, ty1 * self.th + r
         part = frame[:, max(lo, 0) : min(hi, self.h)]
         part = F.pad(part, (r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
-        wh, ww = self.th + 2 * r, self.tw + 2 * r
-        windows = part.unfold(1, wh, self.th).unfold(2, ww, self.tw)  # C, rows, ntx, wh, ww (a view)
-        return windows.permute(1, 2, 0, 3, 4).reshape((ty1 - ty0) * self.ntx, C, wh * ww)
+        windows = part.unfold(1, self.th + 2 * r, self.th).unfold(2, self.tw + 2 * r, self.tw)
+        return windows.permute(1, 2, 0, 3, 4).flatten(0, 1)  # C, rows, ntx, wh, ww -> tiles, C, wh, ww
 
 
-def _chunk_rows(tiling: _Tiling, channels: int, candidates: int, itemsize: int, memory_mib: float) -> int:
-    """Tile rows per chunk so that the tensors alive at the same time in a chunk fit the budget."""
-    q = tiling.th * tiling.tw
-    per_tile = max(
-        q * tiling.h * tiling.w * (itemsize + 8),  # first-frame scores against the whole frame + top-k
-        (channels + q) * tiling.window_cells * itemsize,  # gathered window keys + their scores
-    )
-    per_tile += 2 * q * candidates * (itemsize + 8)  # candidate values + indices, and their merge
-    per_row = per_tile * tiling.ntx
-    return max(1, min(tiling.nty, int(memory_mib * 2**20 // per_row)))
+@dataclass(frozen=True)
+class _Plan:
+    """How one target frame is cut to fit the memory budget."""
+
+    rows: int  # tile rows per query chunk
+    group: int  # windowed context frames scored by one matmul
+
+
+def _plan(tiling: _Tiling, channels: int, frames: int, itemsize: int, memory_mib: float) -> _Plan:
+    """Chunk sizes so that the largest tensors alive at once (scores, gathered keys) fit the budget."""
+    budget = memory_mib * 2**20
+    q, kw = tiling.th * tiling.tw, tiling.window_cells
+    first = q * tiling.h * tiling.w * itemsize  # scores of one tile against a whole (first) frame
+    window = (channels + q) * kw * itemsize  # gathered keys of one tile in one frame, and their scores
+    rows = max(1, min(tiling.nty, int(budget // (tiling.ntx * max(first, window)))))
+    group = max(1, min(frames, int(budget // (rows * tiling.ntx * window))))
+    return _Plan(rows, group)
 
 
 def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,25 +164,51 @@ def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _neighbours_of_rows(
-    feats: torch.Tensor, t: int, slots: list[tuple[int, bool, int]], protocol: Protocol, tiling: _Tiling, ty0: int, ty1: int
+    features: torch.Tensor,
+    t: int,
+    slots: list[tuple[int, bool, int]],
+    protocol: Protocol,
+    tiling: _Tiling,
+    plan: _Plan,
+    ty0: int,
+    ty1: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k scores and context indices (frame·N + node) of the query cells of tile rows ``ty0:ty1``."""
     k, N = protocol.topk, tiling.h * tiling.w
-    queries = tiling.queries(feats[t], ty0, ty1)  # B, Q, C
+    queries = tiling.queries(features[t], ty0, ty1)  # B, Q, C
     B, Q, C = queries.shape
     tiles = slice(ty0 * tiling.ntx, ty1 * tiling.ntx)
+    kw = tiling.window_cells
+    bias = tiling.offset_bias.unsqueeze(0) + tiling.outside_bias[tiles].unsqueeze(1)  # B, Q, kw
+    key_nodes = tiling.key_nodes[tiles].unsqueeze(1)  # B, 1, kw
     values, indices = [], []
-    for s, windowed, count in slots:
-        if windowed:
-            scores = torch.bmm(queries, tiling.keys(feats[s], ty0, ty1))  # B, Q, wh*ww
-            scores.masked_fill_(tiling.blocked[tiles], float("-inf"))
-            top, pos = _top(scores, k)
-            nodes = tiling.key_nodes[tiles].gather(1, pos.reshape(B, -1)).reshape(B, Q, -1)
-        else:
-            top, nodes = _top(queries @ feats[s].reshape(C, N), k)  # B, Q, N scores: all of frame s
-        repeats = min(count, k)  # identical slots: the dense top-k may take each node once per slot
+
+    def add(top: torch.Tensor, index: torch.Tensor, count: int) -> None:
+        repeats = min(count, k)  # identical slots: the dense top-k may take a node once per slot
         values.append(top.repeat(1, 1, repeats))
-        indices.append((nodes + s * N).repeat(1, 1, repeats))
+        indices.append(index.repeat(1, 1, repeats))
+
+    windowed = []
+    for s, restricted, count in slots:
+        if restricted:
+            windowed.append((s, count))
+        else:  # every node of frame s: B, Q, N scores
+            top, nodes = _top(queries @ features[s].reshape(C, N), k)
+            add(top, nodes + s * N, count)
+    # frames filling one slot share a matmul and a top-k; a repeated frame is scored on its own
+    groups = [[s] for s, count in windowed if count > 1]
+    single = [s for s, count in windowed if count == 1]
+    groups += [single[i : i + plan.group] for i in range(0, len(single), plan.group)]
+    counts = dict(windowed)
+    for group in groups:
+        keys = queries.new_empty(B, C, len(group), tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach)
+        for i, s in enumerate(group):
+            keys[:, :, i] = tiling.windows(features[s], ty0, ty1)
+        scores = torch.bmm(queries, keys.view(B, C, -1)).view(B, Q, len(group), kw)
+        scores += bias.unsqueeze(2)
+        top, pos = _top(scores.view(B, Q, -1), k)
+        frame = torch.tensor(group, device=pos.device)[pos // kw]
+        add(top, frame * N + key_nodes.expand(B, Q, kw).gather(2, pos % kw), counts[group[0]])
     top, pos = _top(torch.cat(values, dim=2), k)
     return top / protocol.temperature, torch.cat(indices, dim=2).gather(2, pos)
 
@@ -196,15 +229,14 @@ def frame_neighbours(
     """
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     T, C, h, w = features.shape
-    tiling = _tiling or _Tiling.build(h, w, protocol, features.device)
+    tiling = _tiling or _Tiling.build(h, w, protocol, features.dtype, features.device)
     slots = context_slots(t, protocol)
-    candidates = protocol.topk * sum(min(count, protocol.topk) for _, _, count in slots)
-    rows = _chunk_rows(tiling, C, candidates, features.element_size(), memory_mib)
-    N = h * w
+    plan = _plan(tiling, C, len(slots), features.element_size(), memory_mib)
+    rows, N = plan.rows, h * w
     scores = index = None
     for ty0 in range(0, tiling.nty, rows):
         ty1 = min(ty0 + rows, tiling.nty)
-        top, idx = _neighbours_of_rows(features, t, slots, protocol, tiling, ty0, ty1)
+        top, idx = _neighbours_of_rows(features, t, slots, protocol, tiling, plan, ty0, ty1)
         if scores is None:
             scores = top.new_empty(N, top.shape[2])
             index = idx.new_empty(N, idx.shape[2])
@@ -249,7 +281,7 @@ def propagate(
     K, N = first_labels.shape[0], h * w
     labels = features.new_zeros(T, K, N)
     labels[0] = first_labels.reshape(K, N).to(labels)
-    tiling = _Tiling.build(h, w, protocol, features.device)
+    tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
     by_node = labels.permute(0, 2, 1)  # T, N, K view: the label vector of (frame, node)
     for t in range(1, T):
         scores, index = frame_neighbours(features, t, protocol, memory_mib, _tiling=tiling)

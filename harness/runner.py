@@ -20,13 +20,14 @@ import torch
 from tqdm import tqdm
 
 from harness.config import RunConfig
+from harness.data.check import require_valid
 from harness.dataroot import resolve_data_root
 from harness.errors import HarnessError
 from harness.io import TMP_PREFIX, atomic_write_json
 from harness.method import Method
 from harness.propagation import propagate
 from harness.protocol import Protocol, resolve_protocol
-from harness.record import SCHEMA_VERSION, REPO_ROOT, environment, now_iso, peak_rss_mib, sha256_file
+from harness.record import REPO_ROOT, SCHEMA_VERSION, environment, now_iso, peak_rss_mib, sha256_file
 from harness.registry import get_method, get_task
 from harness.tasks.base import Sequence, Task
 
@@ -80,6 +81,7 @@ class Runner:
         self.protocol = resolve_protocol(config.protocol, self.task.name, config.overrides.get("protocol"), defaults)
         self.task.config["protocol"] = self.protocol
         self.sequences = self.task.sequences()
+        require_valid(self.task.name, self.data_root, self.sequences)
         self.out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(self.task.name, config.method, self.protocol)
         self.device = pick_device(config.device)
         self.resolved = self._resolved_config()

@@ -250,7 +250,14 @@ def _reachable(host: str) -> bool:
     return True
 
 
-def create_pretrained(model_name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+def create_random(model_name: str, kwargs: dict[str, Any], seed: int) -> nn.Module:
+    """Random weights from a fixed seed, so a random-init baseline is the same network in every run."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+
+
+def create_pretrained(model_name: str, kwargs: dict[str, Any], seed: int) -> tuple[nn.Module, str]:
     """The model with timm's hub weights, and an honest description of what it got.
 
     Order: local hub cache → download when the hub answers → random weights with a loud warning
@@ -271,7 +278,7 @@ def create_pretrained(model_name: str, kwargs: dict[str, Any]) -> tuple[nn.Modul
     if not _reachable(host):
         print(f"WARNING: {host} is unreachable, so {model_name} runs with RANDOM weights (recorded as such). {advice}",
               file=sys.stderr, flush=True)
-        return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs), "random init (hub unreachable)"
+        return create_random(model_name, kwargs, seed), f"random init (hub unreachable, seed {seed})"
     try:
         model = timm.create_model(model_name, pretrained=True, num_classes=0, **kwargs)
     except Exception as err:  # network or hub errors of several libraries; all mean "no weights"
@@ -322,6 +329,7 @@ class TimmBackbone(Method):
             "pretraining": self.pretraining,
             "checkpoint": checkpoint,
             "level": self.level.module,
+            "final_norm": self._kwargs.get("norm", False),
             "input_mean": list(self.mean),
             "input_std": list(self.std),
         }
@@ -359,6 +367,9 @@ def make_backbone(name: str, model: nn.Module, *, backbone: str, pretraining: st
 
     ``mean``/``std`` default to timm's pretrained config of the model.
     """
+    if not hasattr(model, "prune_intermediate_layers"):
+        raise MethodError(f"timm {timm.__version__} has no forward_intermediates() for {type(model).__name__}; "
+                          "upgrade timm (the timm 1.0 series added it across architectures)")
     if crw:
         crw_surgery(model)
         backbone += " (CRW surgery: stride 1, no dilation in layer3/layer4)"
@@ -372,19 +383,20 @@ def make_backbone(name: str, model: nn.Module, *, backbone: str, pretraining: st
 
 
 def build_timm_method(name: str, config: dict[str, Any]) -> TimmBackbone:
-    """``timm:<model>[@crw]`` from ``method.weights`` (a file), timm's hub (``method.pretrained``), or random init."""
+    """``timm:<model>[@crw]`` from ``method.weights`` (a file), timm's hub (``method.pretrained``), or random init
+    (``method.seed``, default 0)."""
     model_name, crw = parse_name(name.removeprefix("timm:"))
     kwargs = _create_kwargs(model_name)
     weights = config.get("weights")
+    seed = int(config.get("seed", 0))
     if weights:
         model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         load_weights(model, read_state_dict(weights), f"file {weights}")
         pretraining = f"weights file {weights}"
     elif _flag(config, "pretrained", True):
-        model, pretraining = create_pretrained(model_name, kwargs)
+        model, pretraining = create_pretrained(model_name, kwargs, seed)
     else:
-        model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
-        pretraining = "random init"
+        model, pretraining = create_random(model_name, kwargs, seed), f"random init (seed {seed})"
     default_layer = CRW_LEVEL if crw else None
     return make_backbone(name, model, backbone=model_name, pretraining=pretraining,
                          checkpoint=str(weights) if weights else None, config=config, crw=crw,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,9 @@ from methods.crw.loss import walk_loss
 from methods.crw.method import CRWMethod
 from methods.crw.model import CRWNet
 
-# A small patch grid so a step takes a fraction of a second on CPU: 24² frames, 16² patches at
-# stride 8 → 2×2 nodes (16 px is the smallest patch whose stride-8 maps still allow reflect padding).
-TINY_AUGMENT = {"frame_size": 24, "patch_size": 16, "patch_stride": 8}
+# A small patch grid so a step takes a fraction of a second on CPU: 32² frames, 16² patches at
+# stride 8 → 3×3 nodes (16 px is the smallest patch whose stride-8 maps still allow reflect padding).
+TINY_AUGMENT = {"frame_size": 32, "patch_size": 16, "patch_stride": 8}
 FAST = {"steps": 3, "lr": 1e-3, "batch": 1, "clip_len": 3}
 
 
@@ -26,6 +27,15 @@ def _moving_texture(seed: int, frames: int = 8, size: tuple[int, int] = (40, 48)
     rng = np.random.default_rng(seed)
     canvas = rng.integers(0, 256, size=(size[0] + frames, size[1] + frames, 3), dtype=np.uint8)
     return np.stack([canvas[t : t + size[0], t : t + size[1]] for t in range(frames)])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """Tiny convolutions run many times faster on one thread than with OpenMP spinning on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +96,14 @@ def _walk_loss_on(net: CRWNet, batch: torch.Tensor, temperature: float) -> float
 
 def test_adaptation_lowers_the_walk_loss_on_the_video(method: CRWMethod) -> None:
     video = _moving_texture(4)
-    settings = resolve_settings({**FAST, "steps": 10, "batch": 2}, method.checkpoint)
+    options = {**FAST, "steps": 10, "batch": 2, "edge_dropout": 0.0}
+    settings = resolve_settings(options, method.checkpoint)
     held_out = sample_batch(video, {**settings, "batch": 4}, torch.Generator().manual_seed(1234))
-    adapted = method.adapted(video, {**FAST, "steps": 10, "batch": 2}, seed=0)
+    adapted = method.adapted(video, options, seed=0)
     before = _walk_loss_on(method.net, held_out, settings["temperature"])
     after = _walk_loss_on(adapted.net, held_out, settings["temperature"])
-    assert after < before - 0.05, (before, after, adapted.adapt_losses)
+    # Measured: 2.23 → about 1.45 nats (chance is log 9 = 2.20) on two different videos.
+    assert after < before - 0.3, (before, after, adapted.adapt_losses)
     features_before, features_after = method.features(video), adapted.features(video)
     assert features_after.shape == features_before.shape
     assert not torch.allclose(features_before, features_after)
@@ -134,3 +146,60 @@ def test_short_videos(method: CRWMethod) -> None:
     assert len(adapted.adapt_losses) == 1
     too_short = method.adapted(_moving_texture(7, frames=2), {**FAST, "steps": 1}, seed=0)
     assert too_short.adapt_losses == []
+
+
+def _davis_root(root: Path, video: np.ndarray, object_at: tuple[int, int]) -> Path:
+    """A one-sequence DAVIS-2017 root: JPEG frames and palette masks with one square object."""
+    from PIL import Image
+
+    from harness.tasks.davis import PALETTE
+
+    frames_dir, masks_dir = root / "JPEGImages" / "480p" / "toy", root / "Annotations" / "480p" / "toy"
+    frames_dir.mkdir(parents=True)
+    masks_dir.mkdir(parents=True)
+    for t, frame in enumerate(video):
+        Image.fromarray(frame).save(frames_dir / f"{t:05d}.jpg", quality=95)
+        mask = np.zeros(frame.shape[:2], dtype=np.uint8)
+        top, left = object_at
+        mask[top : top + 16, left + t : left + t + 16] = 1
+        png = Image.fromarray(mask, mode="P")
+        png.putpalette(PALETTE)
+        png.save(masks_dir / f"{t:05d}.png")
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("toy\n")
+    return root
+
+
+def test_runner_adapts_on_frames_only(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the runner: adaptation gets the frames alone, so its weights ignore every annotation."""
+    from harness.config import RunConfig
+    from harness.runner import run
+
+    calls: list[tuple[tuple, dict, dict[str, torch.Tensor]]] = []
+    original = CRWMethod.adapted
+
+    def spy(self: CRWMethod, *args, **kwargs):  # type: ignore[no-untyped-def]
+        adapted = original(self, *args, **kwargs)
+        calls.append((args, kwargs, _state(adapted)))
+        return adapted
+
+    monkeypatch.setattr(CRWMethod, "adapted", spy)
+    video = _moving_texture(9, frames=5, size=(40, 56))
+    records = []
+    # The same JPEG frames with the object annotated in different places (frame 0 included).
+    for name, object_at in (("a", (4, 4)), ("b", (20, 30))):
+        root = _davis_root(tmp_path / f"data-{name}", video, object_at)
+        config = RunConfig(
+            method="crw", task="davis", data_root=str(root), checkpoint=str(checkpoint), device="cpu",
+            adapt=True, out_dir=str(tmp_path / f"run-{name}"),
+            overrides={"method": {}, "task": {}, "protocol": {}, "adapt": dict(FAST)},
+        )
+        records.append(run(config))
+    assert len(calls) == 2
+    for args, kwargs, _ in calls:
+        frames, settings, seed = args
+        assert not kwargs and isinstance(frames, np.ndarray) and frames.shape == video.shape
+        assert settings == FAST and seed == 0
+    assert torch.equal(torch.from_numpy(calls[0][0][0]), torch.from_numpy(calls[1][0][0]))
+    assert _equal_states(calls[0][2], calls[1][2])
+    assert all(path.is_file() for path in records)

@@ -19,7 +19,14 @@ import pytest
 from harness.cli import main as cli_main
 from harness.data.cards import CardError, card_paths, find_card, load_card, parse_card
 from harness.data.check import check_dataset
-from harness.data.download import MANIFEST, RetryPolicy, download_dataset, download_root
+from harness.data.download import (
+    MANIFEST,
+    RetryPolicy,
+    download_dataset,
+    download_root,
+    file_url,
+    selected_files,
+)
 from harness.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -96,6 +103,11 @@ class FileServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _no_mirror_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_MIRROR", raising=False)
 
 
 @pytest.fixture
@@ -220,7 +232,8 @@ def test_hostile_archive_is_refused(server: FileServer, tmp_path: Path, entry: s
     before = sorted(p.name for p in root.parent.iterdir())
     with pytest.raises(DataError) as err:
         download_dataset(_card(server.url, None), root, policy=FAST)
-    assert repr(entry) in str(err.value)
+    assert repr(entry) in str(err.value) and "moved aside" in str(err.value)
+    assert (root / ".downloads/data.zip.bad").is_file()
     assert sorted(p.name for p in root.parent.iterdir()) == before
     assert not (root / "DATA").exists() and not Path("/tmp/crwbench-abs-evil.txt").exists()
 
@@ -277,9 +290,19 @@ def test_shipped_cards_load_and_map_tasks() -> None:
     for path in card_paths():
         card = load_card(path)
         assert card.citation.lstrip().startswith("@") and card.license and card.layout
-        for remote in card.files:  # nobody here could verify a checksum: none may claim to be verified
-            assert remote.sha256 is None and remote.verified is False
+        for remote in card.files:
+            assert remote.sha256 is not None or not remote.verified
     assert find_card("davis2017").base_url == "https://data.vision.ee.ethz.ch/csergi/share/davis/"
+
+
+def test_parts_selection() -> None:
+    card = find_card("davis")
+    assert [f.name for f in selected_files(card, None)] == ["DAVIS-2017-trainval-480p.zip"]
+    assert [f.name for f in selected_files(card, ["trainval", "test-dev"])] == [
+        "DAVIS-2017-trainval-480p.zip", "DAVIS-2017-test-dev-480p.zip"]
+    with pytest.raises(DataError, match="test-dev, trainval"):
+        selected_files(card, ["val"])
+    assert file_url(card, card.files[1], None).endswith("/csergi/share/davis/DAVIS-2017-test-dev-480p.zip")
 
 
 def test_unknown_card_lists_known_ones() -> None:

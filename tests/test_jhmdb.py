@@ -20,6 +20,7 @@ from harness.tasks.jhmdb import (
     JhmdbTask,
     decode_heatmaps,
     joint_heatmaps,
+    resize_frames,
     to_grid,
     to_pixels,
 )
@@ -42,6 +43,20 @@ def make_task(root: Path = SAMPLE, visibility: str | None = None, **config) -> J
 def copy_sample(dest: Path) -> Path:
     shutil.copytree(SAMPLE, dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def sample_seq():
+    """The shipped clip, loaded once (tests must not modify it)."""
+    return make_task().load(CLIP)
+
+
+@pytest.fixture(scope="module")
+def shared_seq():
+    """The full real clip from ../shared, loaded once."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data/jhmdb-sample is not available")
+    return make_task(SHARED, sequences=[CLIP]).load(CLIP)
 
 
 def perfect_soft(seq, grid=(40, 40)) -> torch.Tensor:
@@ -90,18 +105,16 @@ def test_decoding_takes_the_weighted_mean_of_the_top_3_cells() -> None:
     assert coords[:, 1, 0].tolist() == [-1.0, -1.0]  # all-zero map → no prediction
 
 
-def test_a_vanished_joint_decodes_to_minus_one_in_pixels() -> None:
-    task = make_task()
-    seq = task.load(CLIP)
+def test_a_vanished_joint_decodes_to_minus_one_in_pixels(sample_seq) -> None:
+    task, seq = make_task(), sample_seq
     soft = task.encode(seq, (40, 40))[None].repeat(2, 1, 1, 1)
     soft[1, 4] = 0.0
     pred = task.decode(seq, soft)
     assert pred[:, 4, 1].tolist() == [-1.0, -1.0] and (pred[:, 4, 0] >= 0).all()
 
 
-def test_encode_then_decode_returns_frame_0_within_one_pixel_on_the_real_clip() -> None:
-    task = make_task()
-    seq = task.load(CLIP)
+def test_encode_then_decode_returns_frame_0_within_one_pixel_on_the_real_clip(sample_seq) -> None:
+    task, seq = make_task(), sample_seq
     assert seq.frames.shape == (25, 320, 320, 3) and seq.meta["size"] == (240, 320)
     first = task.encode(seq, (40, 40))
     assert first.shape == (NUM_JOINTS + 1, 40, 40)
@@ -110,30 +123,36 @@ def test_encode_then_decode_returns_frame_0_within_one_pixel_on_the_real_clip() 
     assert error.max() < 1.0, error
 
 
-@needs_shared
-def test_sample_is_the_start_of_the_real_clip() -> None:
-    sample = make_task().load(CLIP)
-    full = make_task(SHARED, sequences=[CLIP]).load(CLIP)
+def test_sample_is_the_start_of_the_real_clip(sample_seq, shared_seq) -> None:
+    sample, full = sample_seq, shared_seq
     assert full.num_frames == 40
     np.testing.assert_array_equal(sample.frames, full.frames[:25])
     np.testing.assert_array_equal(sample.gt, full.gt[:, :, :25])
 
 
-def test_perfect_propagation_scores_1() -> None:
-    task = make_task()
-    seq = task.load(CLIP)
+def test_perfect_propagation_scores_1(sample_seq) -> None:
+    task, seq = make_task(), sample_seq
     pred = task.decode(seq, perfect_soft(seq))
     scores = task.score_sequence(seq, pred)
     assert scores["frames"] == 25 and scores["totals"] == [24] * NUM_JOINTS  # frame 0 is not scored
     assert all(scores[f"PCK@{a}"] == 1.0 for a in (0.1, 0.2, 0.3, 0.4, 0.5))
 
 
+@pytest.mark.parametrize("size", [(320, 320), (70, 90), (560, 560)])
+def test_frame_resizing_matches_opencv_inter_linear(size) -> None:
+    cv2 = pytest.importorskip("cv2", reason="opencv (a dev extra) is the reference for CRW's resizing")
+    frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    ours = resize_frames([frame], size)[0].astype(int)
+    reference = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(int)
+    assert np.abs(ours - reference).max() <= 1  # OpenCV rounds in fixed point
+
+
 # -- scoring options and aggregation ------------------------------------------------------------
-def test_visibility_option_changes_what_is_scored_and_the_protocol_hash() -> None:
+def test_visibility_option_changes_what_is_scored_and_the_protocol_hash(sample_seq) -> None:
     task_pred, task_gt = make_task(visibility="pred"), make_task(visibility="gt")
     assert task_pred.config["protocol"].hash != task_gt.config["protocol"].hash
     assert make_task().visibility() == "pred"  # no protocol handed over: CRW's rule
-    seq = task_pred.load(CLIP)
+    seq = sample_seq
     pred = task_pred.decode(seq, perfect_soft(seq))
     pred[:, 3, 5:] = -1.0  # joint 3 lost from frame 5 on
     by_pred, by_gt = task_pred.score_sequence(seq, pred), task_gt.score_sequence(seq, pred)
@@ -158,9 +177,8 @@ def test_aggregate_pools_counts_per_joint_over_clips() -> None:
     assert result["per_joint"]["neck"]["PCK@0.1"] == 0.25 and result["per_joint"]["face"]["PCK@0.1"] is None
 
 
-def test_written_predictions_rescore_identically(tmp_path: Path) -> None:
-    task = make_task()
-    seq = task.load(CLIP)
+def test_written_predictions_rescore_identically(tmp_path: Path, sample_seq) -> None:
+    task, seq = make_task(), sample_seq
     rng = np.random.default_rng(0)
     pred = seq.gt + rng.normal(0, 6, seq.gt.shape)
     pred[:, 2, 10:] = -1.0
@@ -183,9 +201,8 @@ def test_prediction_files_are_checked(tmp_path: Path) -> None:
         task.score_predictions(tmp_path, [CLIP])
 
 
-def test_visualize_writes_a_strip(tmp_path: Path) -> None:
-    task = make_task()
-    seq = task.load(CLIP)
+def test_visualize_writes_a_strip(tmp_path: Path, sample_seq) -> None:
+    task, seq = make_task(), sample_seq
     path = task.visualize(seq, seq.gt.copy(), tmp_path)
     assert path.is_file() and path.suffix == ".png" and path.is_relative_to(tmp_path)
 
@@ -239,16 +256,14 @@ def test_missing_layout_folder_is_explained(tmp_path: Path) -> None:
         JhmdbTask(tmp_path, {})
 
 
-@needs_shared
-def test_fixture_clip_from_the_real_video(tmp_path: Path) -> None:
+def test_fixture_clip_from_the_real_video(tmp_path: Path, shared_seq) -> None:
     joints = scipy.io.loadmat(SHARED / "joint_positions" / CLIP / "joint_positions.mat")["pos_img"]
     name = make_jhmdb_clip(tmp_path, SHARED / "videos" / f"{CLIP}.avi", joints, name=CLIP, max_frames=8)
     seq = make_task(tmp_path).load(name)
     assert seq.num_frames == 8 and seq.meta["size"] == (240, 320)
     np.testing.assert_array_equal(seq.gt, joints[:, :, :8] - 1)
     # the PNG frames of the release were extracted from this video: decoded frames stay close
-    real = make_task(SHARED, sequences=[CLIP]).load(CLIP)
-    assert np.abs(seq.frames.astype(int) - real.frames[:8].astype(int)).mean() < 12
+    assert np.abs(seq.frames.astype(int) - shared_seq.frames[:8].astype(int)).mean() < 12
 
 
 # -- end to end through the CLI ------------------------------------------------------------------
@@ -256,7 +271,7 @@ def test_fixture_clip_from_the_real_video(tmp_path: Path) -> None:
 def test_run_and_score_through_the_cli(tmp_path: Path, capsys) -> None:
     def run(*extra: str) -> dict:
         args = ["run", "--method", "pixels", "--task", "jhmdb", "--data-root", str(SAMPLE),
-                "--set", "task.resolution=160", *extra]
+                "--set", "task.resolution=96", *extra]
         assert main(args) == 0
         return json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
 

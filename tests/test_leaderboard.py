@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -266,6 +268,10 @@ def test_html_is_self_contained_with_one_row_per_record_and_embedded_plots(board
     assert len(svgs) == len(parser.images) == 5
     external = [ref for ref in parser.references if ref.lower().startswith(("http://", "https://", "//"))]
     assert external == []
+    for src in svgs:  # the figures themselves reference nothing outside (xmlns is a name, not a fetch)
+        svg = base64.b64decode(src.split(",", 1)[1]).decode()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+        assert not re.search(r'(?:href|src)\s*=\s*"(?:https?:)?//', svg)
     assert any(ref.endswith("strips/bike.png") for ref in parser.references)
     md = (out / "leaderboard.md").read_text()
     for ref in [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]:

@@ -197,8 +197,7 @@ def test_vit_patch_tokens_match_forward_features_on_a_padded_frame() -> None:
     """Prefix token dropped, final norm applied, frame zero-padded on the right/bottom to the patch."""
     import timm
 
-    torch.manual_seed(0)
-    method = _build("timm:vit_tiny_patch16_224", pretrained=False)
+    method = _build("timm:vit_tiny_patch16_224", pretrained=False)  # random init from seed 0
     torch.manual_seed(0)
     full = timm.create_model("vit_tiny_patch16_224", num_classes=0, dynamic_img_size=True).eval()
     frames = _frames(75, 101)
@@ -222,6 +221,16 @@ def test_layer_and_stride_overrides() -> None:
         _build("timm:resnet18", pretrained=False, stride=3)
 
 
+def test_random_init_is_seeded() -> None:
+    frames = _frames(40, 56)
+    first = _build("timm:resnet18", pretrained=False).features(frames)
+    torch.manual_seed(123)  # the global generator must not matter
+    assert torch.equal(_build("timm:resnet18", pretrained=False).features(frames), first)
+    other = _build("timm:resnet18", pretrained=False, seed=1)
+    assert other.describe()["pretraining"] == "random init (seed 1)"
+    assert not torch.allclose(other.features(frames), first)
+
+
 def test_bad_names() -> None:
     with pytest.raises(HarnessError, match="resnet18"):
         get_method("timm:resnet81")
@@ -233,7 +242,7 @@ def test_unreachable_hub_falls_back_to_random_weights_and_says_so(monkeypatch, c
     monkeypatch.setattr(tf, "_cached_hub_file", lambda cfg: None)
     monkeypatch.setattr(tf, "_reachable", lambda host: False)
     method = _build("timm:resnet18@crw")
-    assert method.describe()["pretraining"] == "random init (hub unreachable)"
+    assert method.describe()["pretraining"] == "random init (hub unreachable, seed 0)"
     assert "RANDOM weights" in capsys.readouterr().err
 
 

@@ -66,6 +66,20 @@ def test_soft_labels_are_bilinear_block_means_at_half_size() -> None:
     np.testing.assert_array_equal(labels_from_soft(soft, [0, 5, 7], (2, 2)), [[0, 5], [7, 5]])
 
 
+def test_soft_labels_and_decoding_match_opencv_bilinear(vip_root: Path) -> None:
+    cv2 = pytest.importorskip("cv2", reason="opencv (a dev extra) is CRW's resizer, the reference here")
+    labels = VipTask(vip_root, {}).read_labels("synthetic_00", ["000000000000"])[0]  # 48x64
+    ids = [0, 2, 4, 8]
+    soft = soft_labels(labels, ids, (7, 9))
+    for k, c in enumerate(ids):
+        onehot = (labels == c).astype(np.float32)
+        reference = cv2.resize(onehot, (9, 7), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(soft[k].numpy(), reference, atol=1e-5)
+    up = np.stack([cv2.resize(s.numpy(), (64, 48), interpolation=cv2.INTER_LINEAR) for s in soft])
+    agree = labels_from_soft(soft, ids, (48, 64)) == np.asarray(ids, dtype=np.uint8)[up.argmax(0)]
+    assert agree.mean() > 0.99  # only near-ties at boundaries may differ
+
+
 def test_perfect_propagation_scores_1_when_every_class_is_in_frame_0(tmp_path: Path) -> None:
     root = make_vip_dataset(tmp_path, videos=1, frames=4, size=(40, 56), seed=1, late_classes=0)
     task = VipTask(root, {"resolution": 64})

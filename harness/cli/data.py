@@ -64,8 +64,9 @@ def _download(args: argparse.Namespace) -> int:
         except DataError:
             root = None
         print(manual_instructions(card, root))
-        raise DataError(f"{card.name} cannot be downloaded automatically: fetch the files above by hand, then "
-                        f"run `harness data check {card.default_task} --data-root DIR`")
+        then = (f"then run `harness data check {card.default_task} --data-root DIR`" if card.check is not None
+                else "then use it as shown above")
+        raise DataError(f"{card.name} cannot be downloaded automatically: fetch the files above by hand, {then}")
     root = download_root(card, args.data_root)
     download_dataset(card, root, mirror=args.mirror, force=args.force, parts=_split_list(args.parts),
                      policy=RetryPolicy(retries=args.retries))

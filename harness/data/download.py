@@ -127,6 +127,8 @@ def download_dataset(
             fetch(url, _part(archive), policy=policy, expected_size=remote.size)
             os.replace(_part(archive), archive)
         digest = verify(archive, remote)
+        if done.get("sha256") not in (None, digest):
+            _log(f"warning: {remote.name} has sha256 {digest}, but an earlier download recorded {done['sha256']}")
         entry = {"url": url, "size": archive.stat().st_size, "sha256": digest, "card_sha256": remote.sha256,
                  "verified_against_card": remote.sha256 is not None,
                  "downloaded": datetime.now(timezone.utc).isoformat(timespec="seconds"), "extracted": False}
@@ -134,7 +136,11 @@ def download_dataset(
         atomic_write_json(manifest_path, manifest)
         if remote.extract:
             _log(f"{remote.name}: unpacking into {root}")
-            created = safe_extract(archive, root)
+            try:
+                created = safe_extract(archive, root)
+            except DataError as err:
+                os.replace(archive, _bad(archive))
+                raise DataError(f"{err}. The archive was moved aside to {_bad(archive)}.") from err
             if remote.unpacks_to and remote.unpacks_to not in created:
                 _log(f"warning: {remote.name} unpacked into {', '.join(created) or 'nothing'}, not "
                      f"'{remote.unpacks_to}/' as the card expects; check the layout with `harness data check`")
@@ -147,6 +153,10 @@ def download_dataset(
 
 def _part(archive: Path) -> Path:
     return archive.with_name(archive.name + ".part")
+
+
+def _bad(archive: Path) -> Path:
+    return archive.with_name(archive.name + ".bad")
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -182,7 +192,7 @@ def verify(archive: Path, remote: RemoteFile) -> str:
         if remote.sha256 is None:
             _log(f"{remote.name}: sha256 {digest} (not verified: the card has no checksum; recorded in {MANIFEST})")
         return digest
-    bad = archive.with_name(archive.name + ".bad")
+    bad = _bad(archive)
     os.replace(archive, bad)
     raise DataError(f"{archive.name}: {problem}; the file was moved aside to {bad} and NOT unpacked. "
                     f"Rerun with --force to download it again (or use another --mirror).")

@@ -22,6 +22,7 @@ from typing import IO, Any
 from harness.errors import DataError
 
 _CHUNK = 1 << 20
+_MAX_LINK = 4096
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,19 @@ def safe_extract(archive: str | Path, dest: str | Path) -> list[str]:
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
         raise DataError(f"{archive}: corrupt archive ({type(err).__name__}: {err}); files unpacked before the "
                         f"error may be incomplete — download it again with --force") from err
+    except OSError as err:  # disk full, permissions, a file where the archive needs a folder
+        raise DataError(f"{archive}: cannot unpack into {dest}: {err}") from err
 
 
 def _extract(archive: Path, dest: Path) -> list[str]:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            entries = plan(archive, [_zip_entry(archive, zf, info) for info in zf.infolist()])
+            entries = _plan(archive, [_zip_entry(archive, zf, info) for info in zf.infolist()])
             dest.mkdir(parents=True, exist_ok=True)
             _write(dest, entries, lambda e: zf.open(e.member))
     elif _is_tar(archive):
         with tarfile.open(archive, "r:*") as tf:
-            entries = plan(archive, [_tar_entry(archive, m) for m in tf.getmembers()])
+            entries = _plan(archive, [_tar_entry(archive, m) for m in tf.getmembers()])
             dest.mkdir(parents=True, exist_ok=True)
             _write(dest, entries, lambda e: tf.extractfile(e.member))
     else:
@@ -99,6 +102,8 @@ def _zip_entry(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Ent
         return None
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
+        if info.file_size > _MAX_LINK:
+            raise _refuse(archive, info.filename, f"symlink target of {info.file_size} bytes")
         return Entry(name, "symlink", zf.read(info).decode("utf-8", "surrogateescape"), info)
     return Entry(name, "dir" if info.is_dir() else "file", None, info)
 
@@ -118,7 +123,7 @@ def _tar_entry(archive: Path, member: tarfile.TarInfo) -> Entry | None:
     raise _refuse(archive, member.name, "device, FIFO or other special file")
 
 
-def plan(archive: Path, entries: list[Entry | None]) -> list[Entry]:
+def _plan(archive: Path, entries: list[Entry | None]) -> list[Entry]:
     """Check all entries together (links need the whole list) and return them in a safe write order."""
     kept = [e for e in entries if e is not None]
     symlinks = {e.name for e in kept if e.kind == "symlink"}

@@ -107,7 +107,7 @@ def match_counts(
     x0 = min(int(px.min()), int(gx.min())) - radius
     height = max(int(py.max()), int(gy.max())) - y0 + radius + 1
     stride = max(int(px.max()), int(gx.max())) - x0 + radius + 2  # + 1 leading zero column
-    grids = np.zeros((2, height, stride), dtype=np.int32)
+    grids = np.zeros((2, height, stride), dtype=np.int32)  # int32: numpy's fast cumsum path
     grids[0, gy - y0, gx - x0 + 1] = 1
     grids[1, py - y0, px - x0 + 1] = 1
     np.cumsum(grids, axis=-1, dtype=np.int32, out=grids)
@@ -115,6 +115,7 @@ def match_counts(
     half = disk_half_widths(radius)[np.abs(dy)]
     upper = (dy * stride + half + 1)[:, None]
     lower = (dy * stride - half)[:, None]
+    # predicted points look into the GT grid (first), GT points into the predicted one (second)
     base = np.concatenate([(py - y0) * stride + (px - x0), (gy - y0 + height) * stride + (gx - x0)])
     flat = grids.ravel()
     hit = (flat[base + upper] != flat[base + lower]).any(axis=0)
@@ -287,10 +288,11 @@ def _decode_plain_png(data: bytes) -> np.ndarray | None:
     return rows[:, 1:]
 
 
-def read_id_png(path: Path, error: type[HarnessError]) -> np.ndarray:
+def read_id_png(path: str | Path, error: type[HarnessError]) -> np.ndarray:
     """A single-channel PNG (palette indices or grey values) as a 2-D array; failures name the file."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError as err:
         raise error(f"missing file {path}") from err
     except OSError as err:
@@ -312,7 +314,7 @@ def read_id_png(path: Path, error: type[HarnessError]) -> np.ndarray:
 
 
 # -- scoring a folder ----------------------------------------------------------------------------
-def _score_sequence(job: tuple[str, list[Path], list[Path], bool]) -> tuple[str, int, dict[int, dict[str, float]]]:
+def _score_sequence(job: tuple[str, list[str], list[str], bool]) -> tuple[str, int, dict[int, dict[str, float]]]:
     """Worker: decode one sequence's evaluated frames and score them (runs in a pool process)."""
     name, gt_paths, pred_paths, binary_gt = job
     first = read_id_png(gt_paths[0], DataError)
@@ -350,15 +352,17 @@ def _jobs(annotations_dir: Path, pred_dir: Path, sequences: list[str], binary_gt
         gt_dir = annotations_dir / name
         if not gt_dir.is_dir():
             raise DataError(f"annotation folder {gt_dir} does not exist")
-        gt_paths = sorted(gt_dir.glob("*.png"))
-        if len(gt_paths) < 3:
-            raise DataError(f"{gt_dir} has {len(gt_paths)} annotated frames; DAVIS scoring needs at least 3 "
+        frames = sorted(f for f in os.listdir(gt_dir) if f.endswith(".png"))
+        if len(frames) < 3:
+            raise DataError(f"{gt_dir} has {len(frames)} annotated frames; DAVIS scoring needs at least 3 "
                             "(the first and last frame are not scored)")
-        pred_paths = [pred_dir / name / p.name for p in gt_paths]
-        for gt_path, pred_path in zip(gt_paths[1:-1], pred_paths[1:-1], strict=True):
-            if not pred_path.is_file():
-                raise PredictionError(f"missing prediction {pred_path} for ground-truth frame {gt_path}")
-        jobs.append((name, gt_paths, pred_paths, binary_gt))
+        predicted = set(os.listdir(pred_dir / name)) if (pred_dir / name).is_dir() else set()
+        for frame in frames[1:-1]:
+            if frame not in predicted:
+                raise PredictionError(f"missing prediction {pred_dir / name / frame} for ground-truth frame "
+                                      f"{gt_dir / frame}")
+        jobs.append((name, [os.path.join(gt_dir, f) for f in frames],
+                     [os.path.join(pred_dir, name, f) for f in frames], binary_gt))
     return jobs
 
 

@@ -61,7 +61,7 @@ def _convert(raw: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for name, scores in per_object.items():
         seq = name.rsplit("_", 1)[0]
         per_sequence.setdefault(seq, {"objects": []})["objects"].append(scores)
-    for seq, entry in per_sequence.items():
+    for entry in per_sequence.values():
         objects = entry.pop("objects")
         j = float(np.mean([o["J-Mean"] for o in objects]))
         f = float(np.mean([o["F-Mean"] for o in objects]))

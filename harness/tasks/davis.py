@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from harness.data.images import davis_palette
 from harness.errors import DataError
 from harness.io import atomic_path
 from harness.metrics import davis as davis_metrics
@@ -26,22 +27,7 @@ from harness.tasks.frames import read_image, select_sequences
 VOID = 255
 
 
-def davis_palette() -> list[int]:
-    """The DAVIS palette (the PASCAL VOC colour map): index bits spread over the RGB channels."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-PALETTE = davis_palette()
+PALETTE = davis_palette().reshape(-1).tolist()
 _PALETTE_LOOKUP = {tuple(PALETTE[3 * i : 3 * i + 3]): i for i in range(255, -1, -1)}
 
 

@@ -15,7 +15,7 @@ Choices, and why (crw-protocol.md §4.4–4.6, §5.2):
   resizing with ``align_corners=False`` that the mask tasks use). The encoder places each joint's
   Gaussian at its sub-cell position in that geometry and the decoder maps cells back with the same
   formula, so encode → decode returns the ground truth up to the top-3 decoding error (< 1.4 px per
-  axis at 8 × 6 px cells, under 1 px on the shipped clip). CRW instead rounds the Gaussian's centre
+  axis at 8 × 6 px cells; under 1 px on frame 0 of the shipped clip). CRW rounds the Gaussian's centre
   to a cell and maps cells back to their top-left pixel with a hard-coded 40-cell grid; the
   difference is a fraction of a cell.
 - Heatmaps: one channel per joint, an un-normalised Gaussian (σ = 0.5 cells, peak 1) on a 4 × 4
@@ -265,7 +265,7 @@ class JhmdbTask(Task):
 
     def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
         """``[T, 16, h, w]`` → ``[2, 15, T]`` 0-based pixel coordinates of the original frame (-1 = none)."""
-        cells = decode_heatmaps(soft[:, :NUM_JOINTS])
+        cells = decode_heatmaps(soft[:, :NUM_JOINTS].detach().cpu())
         pixels = to_pixels(cells, seq.meta["size"], tuple(soft.shape[-2:]))
         return np.where(cells[:1] < 0, -1.0, pixels)  # a weighted mean of cell indices is never < 0
 

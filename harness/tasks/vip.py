@@ -152,7 +152,7 @@ class VipTask(Task):
 
     def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
         """``[T, K, h, w]`` → ``[T, H, W]`` uint8 class ids at the original size (frame 0 included)."""
-        return np.stack([labels_from_soft(s, seq.meta["class_ids"], seq.meta["size"]) for s in soft])
+        return np.stack([labels_from_soft(s, seq.meta["class_ids"], seq.meta["size"]) for s in soft.detach().cpu()])
 
     # -- scoring -----------------------------------------------------------------------------
     def score_sequence(self, seq: Sequence, prediction: np.ndarray) -> dict[str, Any]:
