@@ -131,13 +131,17 @@ class _Tiling:
         return part.reshape((ty1 - ty0) * self.ntx, self.th * self.tw, C)
 
     def windows(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
-        """Window features of tile rows ``ty0:ty1`` of ``frame`` as a [tiles, C, wh, ww] view (zeros outside)."""
+        """Window features of tile rows ``ty0:ty1`` of ``frame`` [C, h, w] as a [tiles, wh, ww, C] view.
+
+        Channel-last, so that copying a window moves rows of ``ww·C`` contiguous values; cells outside
+        the grid are zeros (their scores are masked).
+        """
         r = self.reach
         lo, hi = ty0 * self.th - r, ty1 * self.th + r
-        part = frame[:, max(lo, 0) : min(hi, self.h)]
-        part = F.pad(part, (r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
-        windows = part.unfold(1, self.th + 2 * r, self.th).unfold(2, self.tw + 2 * r, self.tw)
-        return windows.permute(1, 2, 0, 3, 4).flatten(0, 1)  # C, rows, ntx, wh, ww -> tiles, C, wh, ww
+        part = frame[:, max(lo, 0) : min(hi, self.h)].permute(1, 2, 0)
+        part = F.pad(part, (0, 0, r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
+        windows = part.unfold(0, self.th + 2 * r, self.th).unfold(1, self.tw + 2 * r, self.tw)
+        return windows.permute(0, 1, 3, 4, 2).flatten(0, 1)  # rows, ntx, C, wh, ww -> tiles, wh, ww, C
 
 
 @dataclass(frozen=True)
@@ -201,10 +205,10 @@ def _neighbours_of_rows(
     groups += [single[i : i + plan.group] for i in range(0, len(single), plan.group)]
     counts = dict(windowed)
     for group in groups:
-        keys = queries.new_empty(B, C, len(group), tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach)
+        keys = queries.new_empty(B, len(group), tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach, C)
         for i, s in enumerate(group):
-            keys[:, :, i] = tiling.windows(features[s], ty0, ty1)
-        scores = torch.bmm(queries, keys.view(B, C, -1)).view(B, Q, len(group), kw)
+            keys[:, i] = tiling.windows(features[s], ty0, ty1)
+        scores = torch.bmm(queries, keys.view(B, -1, C).transpose(1, 2)).view(B, Q, len(group), kw)
         scores += bias.unsqueeze(2)
         top, pos = _top(scores.view(B, Q, -1), k)
         frame = torch.tensor(group, device=pos.device)[pos // kw]

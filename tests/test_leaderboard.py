@@ -111,11 +111,11 @@ class _Html(HTMLParser):
 
 @pytest.fixture
 def board(tmp_path: Path) -> Path:
-    """Four records: three DAVIS runs under two protocol hashes, one VIP run."""
+    """Four records: three DAVIS runs under two protocol hashes, one VIP run without timings."""
     write_record(tmp_path, make_record("pixels", score=0.30))
     write_record(tmp_path, make_record("crw", score=0.60, visualizations=("strips/bike.png",)))
     write_record(tmp_path, make_record("timm:vit_small_patch16_224.dino", protocol="dino", protocol_hash="bbbbbbbbbb", score=0.55))
-    write_record(tmp_path, make_record("crw", task="vip", protocol_hash="cccccccccc", score=0.35))
+    write_record(tmp_path, make_record("crw", task="vip", protocol_hash="cccccccccc", score=0.35, timing=False))
     return tmp_path
 
 
@@ -187,6 +187,25 @@ def test_per_sequence_plot_falls_back_to_a_shown_metric() -> None:
     assert sequence_metric(TASKS["vip"], [{}]) is None
     assert sequence_metric(TASKS["vip"], [{"a": {"frames": 40, "n": [1]}}]) is None
     assert sequence_metric(TASKS["vip"], [{"a": {"mIoU": None, "frames": 4}, "b": {"mIoU": 0.5, "frames": 4}}]) == "mIoU"
+
+
+def test_many_sequences_become_a_box_plot_and_unknown_tasks_still_render(tmp_path: Path) -> None:
+    many = make_record("crw", task="jhmdb", score=0.5)
+    many["per_sequence"] = {f"clip{i:02d}": {"PCK@0.1": i / 100, "frames": 40} for i in range(45)}
+    write_record(tmp_path, many)
+    few = make_record("crw", score=0.5)
+    write_record(tmp_path, few)
+    odd = make_record("crw", task="vip", score=0.4)
+    odd["task"] = "my-task"
+    write_record(tmp_path, odd)
+    out = tmp_path / "out"
+    build_leaderboard([tmp_path / "runs"], out)
+    (jhmdb,) = (out / "plots").glob("jhmdb-*-per-sequence.svg")
+    (davis,) = (out / "plots").glob("davis-*-per-sequence.svg")
+    assert "clip44" not in jhmdb.read_text() and "PCK@0.1 (%) per sequence" in jhmdb.read_text()
+    assert all(seq in davis.read_text() for seq in SEQUENCES)  # one row per sequence
+    md = (out / "leaderboard.md").read_text()
+    assert "## my-task (`my-task`)" in md and "| mIoU % | pixel_acc % |" in md
 
 
 def test_malformed_and_partial_records_are_reported_by_path_and_skipped(tmp_path: Path, capsys) -> None:
@@ -264,8 +283,8 @@ def test_html_is_self_contained_with_one_row_per_record_and_embedded_plots(board
     )
     assert len([r for r in parser.rows if r["class"] == "reported"]) == len(load_reported(REPORTED))
     svgs = [src for src in parser.images if src.startswith("data:image/svg+xml;base64,")]
-    # DAVIS: score vs runtime + two per-sequence groups; VIP: score vs runtime + one group.
-    assert len(svgs) == len(parser.images) == 5
+    # DAVIS: score vs runtime + two per-sequence groups; VIP: one per-sequence group only (no timings).
+    assert len(svgs) == len(parser.images) == 4
     external = [ref for ref in parser.references if ref.lower().startswith(("http://", "https://", "//"))]
     assert external == []
     for src in svgs:  # the figures themselves reference nothing outside (xmlns is a name, not a fetch)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-DEFAULT_RUNS = Path("results") / "runs"
-DEFAULT_REPORTED = Path("results") / "reported.yaml"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+DEFAULT_RUNS = RESULTS / "runs"
+DEFAULT_REPORTED = RESULTS / "reported.yaml"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "leaderboard",
         help="build tables and plots from run records",
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument(
         "paths", nargs="*", metavar="PATH", help=f"record files or folders to search (default: {DEFAULT_RUNS})"
     )
-    parser.add_argument("--out-dir", default="results", help="where the leaderboard files go (default: results)")
+    parser.add_argument("--out-dir", default=str(RESULTS), help="where the leaderboard files go (default: the repository's results/)")
     parser.add_argument(
         "--reported",
         default=None,
@@ -34,7 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-reported", action="store_true", help="show reproduced runs only")
     parser.set_defaults(func=main)
-    return parser
 
 
 def main(args: argparse.Namespace) -> int:

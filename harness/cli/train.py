@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 TRAINERS = {"crw": "methods.crw.train"}
@@ -56,5 +57,6 @@ def main(args: argparse.Namespace) -> int:
         device=args.device, progress=not args.no_progress,
     )
     final = trainer.train(recipe, options)
-    print(Path(final).resolve())
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first rank prints the path
+        print(Path(final).resolve())
     return 0

@@ -42,12 +42,12 @@ def _text(key: str) -> Callable[[pd.Series], tuple[str, float | None]]:
     return cell
 
 
-def _number(key: str, digits: int, scale: float = 1.0, suffix: str = "") -> Callable[[pd.Series], tuple[str, float | None]]:
+def _number(key: str, digits: int) -> Callable[[pd.Series], tuple[str, float | None]]:
     def cell(row: pd.Series) -> tuple[str, float | None]:
         value = row.get(key)
         if is_missing(value):
             return MISSING, None
-        return f"{float(value) / scale:.{digits}f}{suffix}", float(value)
+        return f"{float(value):.{digits}f}", float(value)
 
     return cell
 
@@ -64,6 +64,16 @@ def _metric(key: str) -> Callable[[pd.Series], tuple[str, float | None]]:
         return f"{float(value):.1f}{mark}", float(value)
 
     return cell
+
+
+def _parameters(row: pd.Series) -> tuple[str, float | None]:
+    """Parameter count as 11.7M / 3.2k / 0 (floors such as ``pixels`` have none)."""
+    value = row.get("parameters")
+    if is_missing(value):
+        return MISSING, None
+    count = float(value)
+    text = f"{count / 1e6:.1f}M" if count >= 1e6 else f"{count / 1e3:.1f}k" if count >= 1e3 else f"{count:.0f}"
+    return text, count
 
 
 def _protocol(row: pd.Series) -> tuple[str, float | None]:
@@ -88,7 +98,7 @@ def reproduced_columns(spec: TaskSpec) -> list[Column]:
         Column("kind", _text("kind")),
         Column("method", _text("method")),
         Column("backbone", _text("backbone")),
-        Column("params", _number("parameters", 1, 1e6, "M")),
+        Column("params", _parameters),
         Column("pretraining", _text("pretraining")),
         Column("checkpoint", _text("checkpoint")),
         Column("protocol", _protocol),

@@ -10,6 +10,7 @@ figures.
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 
 import pandas as pd
@@ -53,6 +54,12 @@ document.querySelectorAll("table.sortable th").forEach(function (th) {
 """
 
 
+def _inline(text: str) -> str:
+    """Escape ``text`` and turn its Markdown `code` and **bold** spans into HTML (the intro is shared)."""
+    html = re.sub(r"`([^`]*)`", r"<code>\1</code>", escape(text))
+    return re.sub(r"\*\*([^*]*)\*\*", r"<strong>\1</strong>", html)
+
+
 def _cell(column: Column, row: pd.Series) -> str:
     text, number = column.cell(row)
     sort = text if number is None else repr(number)
@@ -94,8 +101,8 @@ def render_html(board: Leaderboard) -> str:
         "<body>",
         "<h1>Leaderboard</h1>",
         f'<p class="generated">{escape(GENERATED_PREFIX + board.generated_at)}</p>',
-        f"<p>{escape(board.sources)}</p>",
-        f"<p>{escape(INTRO).replace('**', '')}</p>",
+        f"<p>{_inline(board.sources)}</p>",
+        f"<p>{_inline(INTRO)}</p>",
         "<nav>" + " · ".join(f'<a href="#task-{escape(t)}">{escape(board.specs[t].label)}</a>' for t in board.tasks)
         + (' · <a href="#skipped">skipped records</a>' if board.skipped else "") + "</nav>",
     ]  # fmt: skip

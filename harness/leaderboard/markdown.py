@@ -9,6 +9,7 @@ byte-identical whenever the records are.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 
@@ -49,11 +50,13 @@ def md_table(frame: pd.DataFrame, columns: list[Column]) -> list[str]:
     return lines
 
 
-def settings_text(settings: dict) -> str:
+def settings_text(settings: dict[str, Any]) -> str:
+    """Resolved protocol settings on one line (``context=20, topk=10, ...``), keys sorted."""
     return json.dumps(settings, sort_keys=True, separators=(", ", "=")).strip("{}").replace('"', "")
 
 
 def render_markdown(board: Leaderboard) -> str:
+    """Per task: a ranked table per (protocol hash, data) group with its figures, then published numbers."""
     lines = ["# Leaderboard", "", f"{GENERATED_PREFIX}{board.generated_at}", "", board.sources, "", INTRO, ""]
     for task in board.tasks:
         reported = board.reported(task)
@@ -68,10 +71,11 @@ def render_markdown(board: Leaderboard) -> str:
                 *md_table(group.frame, reproduced_columns(spec)),
                 "",
             ]
-            records = [f"[{i + 1}]({path})" for i, path in enumerate(group.frame["record"])]
+            # <...> link targets survive spaces and parentheses in run folder names.
+            records = [f"[{i + 1}](<{path}>)" for i, path in enumerate(group.frame["record"])]
             lines += ["Records (by rank): " + ", ".join(records), ""]
             strips = [
-                f"[{row['method']} {j + 1}]({path})"
+                f"[{_escape(row['method'])} {j + 1}](<{path}>)"
                 for _, row in group.frame.iterrows()
                 for j, path in enumerate(row["visualizations"])
             ]

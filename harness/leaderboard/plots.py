@@ -143,6 +143,7 @@ def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping
                 values = [_percent(table[s][metric]) if s in table else np.nan for s in sequences]
                 ax.scatter(values, positions, marker=_MARKERS[index % len(_MARKERS)], color=f"C{index % 10}", label=label, zorder=3)
             ax.set_yticks(positions, sequences)
+            ax.margins(x=0.05, y=0.5 / max(1, len(sequences)))
             ax.invert_yaxis()
             ax.set_xlabel(f"{metric} (%)")
             ax.grid(True, axis="x", alpha=0.3)

@@ -61,9 +61,13 @@ class CRWCheckpoint:
 
     @property
     def padding(self) -> str:
-        """Conv padding the weights were trained with (``reflect`` unless the recipe says zeros)."""
-        if self.recipe.get("padding") in ("reflect", "zeros"):
-            return str(self.recipe["padding"])
+        """Conv padding the weights were trained with (``reflect`` unless the recipe says zeros).
+
+        Harness recipes say ``model.padding``; the original's args say ``model_type``.
+        """
+        model = self.recipe.get("model")
+        if isinstance(model, dict) and model.get("padding") in ("reflect", "zeros"):
+            return str(model["padding"])
         return "zeros" if self.recipe.get("model_type") == "scratch_zeropad" else "reflect"
 
     @property
