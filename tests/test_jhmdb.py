@@ -15,12 +15,12 @@ from harness.cli import main
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.fixtures import make_jhmdb_clip
 from harness.protocol import resolve_protocol
+from harness.tasks.frames import resize_frames
 from harness.tasks.jhmdb import (
     NUM_JOINTS,
     JhmdbTask,
     decode_heatmaps,
     joint_heatmaps,
-    resize_frames,
     to_grid,
     to_pixels,
 )

@@ -24,6 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", required=True, help="registered task name")
     parser.add_argument("--predictions", required=True, type=Path, help="folder of predictions")
     add_common_data_flags(parser)
+    parser.add_argument("--protocol", default="crw", help="protocol family the predictions were made under "
+                        "(tasks with scoring options, e.g. JHMDB visibility, read them from it)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="protocol.* overrides the run used, e.g. protocol.jhmdb_visibility=gt")
     parser.add_argument("--out", type=Path, help="write the scores as JSON here")
     parser.add_argument("--scorer", choices=("harness", "official"), default="harness",
                         help="official = cross-check with davis2017-evaluation (DAVIS only; installed separately)")
@@ -31,9 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.config import parse_sets
     from harness.dataroot import resolve_data_root
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
+    from harness.protocol import resolve_protocol
     from harness.registry import get_task
 
     if not args.predictions.is_dir():
@@ -43,6 +49,9 @@ def main(args: argparse.Namespace) -> int:
     if is_sample:
         print(f"note: scoring against the shipped sample in {root}", file=sys.stderr)
     task = entry.factory(root, {"sequences": split_list(args.sequences), "limit": args.limit})
+    overrides = parse_sets(args.sets)
+    task.config["protocol"] = resolve_protocol(args.protocol, entry.name, overrides["protocol"],
+                                               task.protocol_defaults(args.protocol))
     names = task.sequences()
     if args.scorer == "official":
         if entry.name not in ("davis", "davis2016"):

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import scipy.io
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from harness.errors import DataError, HarnessError, PredictionError
@@ -53,7 +52,7 @@ from harness.metrics import pck
 from harness.protocol import Protocol
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
-from harness.tasks.frames import read_image, select_sequences
+from harness.tasks.frames import read_image, resize_frames, select_sequences
 
 NUM_JOINTS = 15
 JOINT_NAMES = (
@@ -122,17 +121,6 @@ def decode_heatmaps(maps: torch.Tensor) -> np.ndarray:
     empty = flat.amax(-1) <= 0
     coords = torch.stack([x, y]).masked_fill(empty[None], -1.0)  # [2, T, J]
     return coords.permute(0, 2, 1).numpy()
-
-
-def resize_frames(frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of uint8 RGB frames to ``(height, width)``, without antialiasing (OpenCV's
-    ``INTER_LINEAR``, which CRW's loaders use)."""
-    out = np.empty((len(frames), size[0], size[1], 3), dtype=np.uint8)
-    for t, frame in enumerate(frames):
-        x = torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1)[None].float()
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        out[t] = x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    return out
 
 
 class JhmdbTask(Task):

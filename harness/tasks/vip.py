@@ -40,8 +40,7 @@ from harness.io import atomic_path
 from harness.metrics import miou
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
-from harness.tasks.frames import read_image, select_sequences
-from harness.tasks.jhmdb import resize_frames
+from harness.tasks.frames import read_image, resize_frames, select_sequences
 
 CLASS_NAMES = (
     "background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
