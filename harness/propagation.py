@@ -9,16 +9,19 @@ on DAVIS, DINO runs out of GPU memory on wide videos).
 
 This engine gives the same top-k as the dense computation while touching only what can win:
 
-- the query grid is cut into small square *tiles*; for a tile, the keys of a windowed context frame are
-  the tile grown by the window reach on every side, so one batched matmul scores a whole tile against
-  everything its window can reach, and a fixed mask removes what lies outside the disk/square or the
-  image;
-- the top-k over the union of all context nodes is contained in the union of the per-frame top-k's, so
-  each distinct context frame is scored once, reduced to its own top-k, and the candidates are merged.
-  A frame that fills several context slots (CRW pads the queue with copies of frame 0) has its
-  candidates repeated once per slot (at most k times), which reproduces the dense top-k exactly;
-- queries are processed in chunks of tile rows sized to a memory budget, so the working memory does not
-  depend on video length or context size.
+- the query grid is cut into small rectangular *tiles*; for a tile, the keys of a windowed context frame
+  are the tile grown by the window reach on every side, so one batched matmul scores a whole tile
+  against everything its window can reach, and an additive 0/-inf bias removes what lies outside the
+  disk/square or the image. The windows are read in place: context frames are copied once into column
+  strips (see :meth:`_Tiling.strips`) in which every window is a contiguous block, instead of being
+  gathered window by window (which copies each key ~10 times and cost as much as the matmul);
+- the top-k over the union of all context nodes is contained in the union of top-k's over any split of
+  the context, so the unrestricted first frame, each group of windowed frames (scored by one matmul)
+  and each repeated frame are reduced to their own top-k and the candidates merged. A frame that fills
+  several context slots (CRW pads the queue with copies of frame 0) has its candidates repeated once per
+  slot (at most k times), which reproduces the dense top-k exactly;
+- queries are processed in chunks of tile rows, and windowed frames in groups, sized to a memory
+  budget, so the working memory does not depend on video length or context size.
 
 Top-k depends on features only, but context labels are the fed-back predictions, so frames are
 processed in order: the neighbours of frame t are found just before its labels are computed.
@@ -40,8 +43,10 @@ from harness.protocol import Protocol, resolve_protocol
 
 #: working-memory budget of one propagation (scores, gathered keys, candidates), in MiB
 DEFAULT_MEMORY_MIB = 256
-#: side of the query tiles; 8 keeps the window overhead (tile + 2·reach)² / disk area near 2 at radius 12
-TILE = 12
+#: (rows, columns) of the query tiles. A tile scores (rows + 2·reach)·(columns + 2·reach) keys per query
+#: (1020 at radius 12, against 441 in the disk) while strips copy each key (columns + 2·reach)/columns
+#: times; 8x12 was the fastest of 8x8, 8x12, 12x12, 6x12, 4x16 at DAVIS 480p on CPU.
+TILE = (8, 12)
 
 
 def context_slots(t: int, protocol: Protocol) -> list[tuple[int, bool, int]]:
@@ -94,7 +99,7 @@ class _Tiling:
 
     @classmethod
     def build(cls, h: int, w: int, protocol: Protocol, dtype: torch.dtype, device: torch.device) -> _Tiling:
-        th, tw, reach = min(TILE, h), min(TILE, w), window_reach(protocol)
+        th, tw, reach = min(TILE[0], h), min(TILE[1], w), window_reach(protocol)
         nty, ntx = -(-h // th), -(-w // tw)
         wh, ww = th + 2 * reach, tw + 2 * reach
         ty = torch.arange(nty, device=device).view(nty, 1, 1, 1)
@@ -130,18 +135,32 @@ class _Tiling:
         part = part.reshape(C, ty1 - ty0, self.th, self.ntx, self.tw).permute(1, 3, 2, 4, 0)
         return part.reshape((ty1 - ty0) * self.ntx, self.th * self.tw, C)
 
-    def windows(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
-        """Window features of tile rows ``ty0:ty1`` of ``frame`` [C, h, w] as a [tiles, wh, ww, C] view.
+    def strips(self, frames: list[torch.Tensor], ty0: int, ty1: int) -> torch.Tensor:
+        """Column strips of tile rows ``ty0:ty1`` of several frames, laid out so matmuls need no gather.
 
-        Channel-last, so that copying a window moves rows of ``ww·C`` contiguous values; cells outside
-        the grid are zeros (their scores are masked).
+        Returns [ntx, rows·th + 2·reach, G, ww, C]: strip ``tx`` holds the columns that the windows of
+        tile column ``tx`` cover, each grid row holding the G frames one after the other. The window of
+        tile (ty, tx) over all G frames is then one contiguous [wh·G·ww, C] block (order: window row,
+        frame, window column), and consecutive tile rows are a fixed stride apart, so a batched matmul
+        reads the windows in place through an overlapping view. Cells outside the grid are zeros (their
+        scores are masked).
         """
-        r = self.reach
+        r, C = self.reach, frames[0].shape[0]
         lo, hi = ty0 * self.th - r, ty1 * self.th + r
-        part = frame[:, max(lo, 0) : min(hi, self.h)].permute(1, 2, 0)
-        part = F.pad(part, (0, 0, r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
-        windows = part.unfold(0, self.th + 2 * r, self.th).unfold(1, self.tw + 2 * r, self.tw)
-        return windows.permute(0, 1, 3, 4, 2).flatten(0, 1)  # rows, ntx, C, wh, ww -> tiles, wh, ww, C
+        ww = self.tw + 2 * r
+        out = frames[0].new_empty(self.ntx, hi - lo, len(frames), ww, C)
+        for g, frame in enumerate(frames):
+            part = frame[:, max(lo, 0) : min(hi, self.h)].permute(1, 2, 0)
+            part = F.pad(part, (0, 0, r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
+            out[:, :, g] = part.unfold(1, ww, self.tw).permute(1, 0, 3, 2)  # rows, ntx, C, ww -> ntx, rows, ww, C
+        return out
+
+    def windows(self, strips: torch.Tensor, tx: int, rows: int) -> torch.Tensor:
+        """The [rows, wh·G·ww, C] windows of tile column ``tx``: an overlapping view into ``strips``."""
+        strip = strips[tx]
+        _, G, ww, C = strip.shape
+        wh = self.th + 2 * self.reach
+        return strip.as_strided((rows, wh * G * ww, C), (self.th * G * ww * C, C, 1), strip.storage_offset())
 
 
 @dataclass(frozen=True)
@@ -153,14 +172,14 @@ class _Plan:
 
 
 def _plan(tiling: _Tiling, channels: int, frames: int, itemsize: int, memory_mib: float) -> _Plan:
-    """Chunk sizes so that the largest tensors alive at once (scores, gathered keys) fit the budget."""
+    """Chunk sizes so that the largest tensors alive at once (scores, key strips) fit the budget."""
     budget = memory_mib * 2**20
-    q, kw = tiling.th * tiling.tw, tiling.window_cells
-    first = q * tiling.h * tiling.w * itemsize  # scores of one tile against a whole (first) frame
-    window = (channels + q) * kw * itemsize  # gathered keys of one tile in one frame, and their scores
-    rows = max(1, min(tiling.nty, int(budget // (tiling.ntx * max(first, window)))))
-    group = max(1, min(frames, int(budget // (rows * tiling.ntx * window))))
-    return _Plan(rows, group)
+    q, kw, ww = tiling.th * tiling.tw, tiling.window_cells, tiling.tw + 2 * tiling.reach
+    first = tiling.ntx * q * tiling.h * tiling.w * itemsize  # one tile row against a whole (first) frame
+    rows = max(1, min(tiling.nty, int(budget // first)))
+    strip_rows = rows * tiling.th + 2 * tiling.reach
+    per_frame = (tiling.ntx * strip_rows * ww * channels + rows * q * kw) * itemsize  # strips + scores
+    return _Plan(rows, max(1, min(frames, int(budget // per_frame))))
 
 
 def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,15 +223,23 @@ def _neighbours_of_rows(
     single = [s for s, count in windowed if count == 1]
     groups += [single[i : i + plan.group] for i in range(0, len(single), plan.group)]
     counts = dict(windowed)
+    R, wh, ww = ty1 - ty0, tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach
     for group in groups:
-        keys = queries.new_empty(B, len(group), tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach, C)
-        for i, s in enumerate(group):
-            keys[:, i] = tiling.windows(features[s], ty0, ty1)
-        scores = torch.bmm(queries, keys.view(B, -1, C).transpose(1, 2)).view(B, Q, len(group), kw)
-        scores += bias.unsqueeze(2)
-        top, pos = _top(scores.view(B, Q, -1), k)
-        frame = torch.tensor(group, device=pos.device)[pos // kw]
-        add(top, frame * N + key_nodes.expand(B, Q, kw).gather(2, pos % kw), counts[group[0]])
+        G = len(group)
+        strips = tiling.strips([features[s] for s in group], ty0, ty1)
+        offsets = torch.tensor([s * N for s in group], device=queries.device)
+        tops, found = [], []
+        for tx in range(tiling.ntx):
+            column = slice(tx, None, tiling.ntx)  # the tiles of tile column tx, one per tile row
+            scores = torch.bmm(queries[column], tiling.windows(strips, tx, R).transpose(1, 2))
+            scores.view(R, Q, wh, G, ww).add_(bias[column].view(R, Q, wh, 1, ww))
+            top, pos = _top(scores, k)  # pos = (window row · G + frame) · ww + window column
+            cell = pos // (G * ww) * ww + pos % ww
+            nodes = key_nodes[column].expand(R, Q, kw).gather(2, cell)
+            found.append(offsets.expand(R, Q, G).gather(2, pos // ww % G) + nodes)
+            tops.append(top)
+        # back to tile order (tile row major): [tx, R, Q, k] -> [R, tx, Q, k]
+        add(torch.stack(tops, 1).flatten(0, 1), torch.stack(found, 1).flatten(0, 1), counts[group[0]])
     top, pos = _top(torch.cat(values, dim=2), k)
     return top / protocol.temperature, torch.cat(indices, dim=2).gather(2, pos)
 

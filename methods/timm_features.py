@@ -213,7 +213,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
         problems.append(f"{len(misshapen)} keys of the wrong shape (file vs model): {_listing(misshapen)}")
     if problems:
         ignored = f" (classifier keys {', '.join(heads)}* are ignored)" if heads else ""
-        raise CheckpointError(f"weights {source} do not fit {type(model).__name__}{ignored}: " + "; ".join(problems))
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}{ignored}: " + "; ".join(problems))
     model.load_state_dict(given, strict=False)
 
 
@@ -391,7 +391,7 @@ def build_timm_method(name: str, config: dict[str, Any]) -> TimmBackbone:
     seed = int(config.get("seed", 0))
     if weights:
         model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
-        load_weights(model, read_state_dict(weights), f"file {weights}")
+        load_weights(model, read_state_dict(weights), f"weights file {weights}")
         pretraining = f"weights file {weights}"
     elif _flag(config, "pretrained", True):
         model, pretraining = create_pretrained(model_name, kwargs, seed)

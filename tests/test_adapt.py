@@ -44,7 +44,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     net = CRWNet()
     path = tmp_path_factory.mktemp("adapt") / "full.pt"
-    recipe = {"name": "tiny", "augment": TINY_AUGMENT, "loss": {"temperature": 0.1, "edge_dropout": 0.1}}
+    recipe = {"name": "tiny", "augment": TINY_AUGMENT, "loss": {"temperature": 0.1, "edge_dropout": 0.1},
+              "optim": {"lr": 3e-4}}
     torch.save({"model": net.state_dict(), "recipe": recipe, "step": 0}, path)
     return path
 
@@ -127,12 +128,14 @@ def test_zero_steps_is_a_copy(method: CRWMethod) -> None:
 
 
 def test_settings(method: CRWMethod) -> None:
-    resolved = resolve_settings({"enabled": True, "steps": "5"}, method.checkpoint)
+    resolved = method.adapt_settings({"enabled": True, "steps": "5"})
     assert set(resolved) == set(DEFAULTS) | {"augment"}
-    assert resolved["steps"] == 5 and resolved["lr"] == DEFAULTS["lr"]
-    # Loss settings and augmentation default to the checkpoint recipe's.
+    assert resolved["steps"] == 5 and resolved["batch"] == DEFAULTS["batch"]
+    # Loss settings, lr, clip length and augmentation default to the checkpoint recipe's ...
     assert resolved["temperature"] == 0.1 and resolved["edge_dropout"] == 0.1
-    assert resolved["leak_dropout"] is False and resolved["augment"] == TINY_AUGMENT
+    assert resolved["lr"] == 3e-4 and resolved["augment"] == TINY_AUGMENT
+    # ... and, where the recipe is silent, to the released recipe's.
+    assert resolved["leak_dropout"] is False and resolved["clip_len"] == 4
     with pytest.raises(HarnessError, match="unknown adapt setting.*'step'"):
         resolve_settings({"step": 5}, method.checkpoint)
     with pytest.raises(HarnessError, match="clip_len=2"):

@@ -67,7 +67,7 @@ def test_clips_at_8_fps_on_real_video(videos_dir: Path, tmp_path: Path) -> None:
         assert np.allclose(np.diff(seconds), 1 / 8, atol=1 / 28)  # frames 1/8 s apart (to a source frame)
         frames = decode_frames(video, clip.frames)
         assert frames.shape == (4, 256, 340, 3) and frames.dtype == np.uint8
-        for got, i in zip(frames, clip.frames):
+        for got, i in zip(frames, clip.frames, strict=True):
             assert np.array_equal(got, reference[i])
 
 
@@ -140,7 +140,7 @@ def test_frame_folders_are_videos(tmp_path: Path) -> None:
     videos, _ = index_videos(tmp_path / "root", tmp_path / "cache")
     assert len(videos) == 1 and videos[0].kind == "frames" and videos[0].num_frames == 11
     frames = decode_frames(videos[0], (9, 10, 1))
-    assert all(np.array_equal(f, images[i]) for f, i in zip(frames, (9, 10, 1)))
+    assert all(np.array_equal(f, images[i]) for f, i in zip(frames, (9, 10, 1), strict=True))
 
 
 def test_corrupt_video_is_skipped_not_fatal(videos_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -88,7 +88,7 @@ def _assert_tensors_equal(a: object, b: object, where: str = "") -> None:
             _assert_tensors_equal(a[key], b[key], f"{where}.{key}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_tensors_equal(x, y, f"{where}[{i}]")
     else:
         assert a == b, where
@@ -101,7 +101,7 @@ def test_resume_continues_exactly(videos: Path, tmp_path: Path, capsys: pytest.C
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     args = ["train", "--method", "crw", "--recipe", str(recipe_path), "--data", str(videos), "--device", "cpu", "--no-progress"]
 
-    assert cli([*args, "--out-dir", str(straight), "--max-steps", "5"]) == 0
+    assert cli([*args, "--out-dir", str(straight), "--max-steps", "4"]) == 0
     last_line = capsys.readouterr().out.strip().splitlines()[-1]
     assert last_line == str((straight / CHECKPOINT_NAME).resolve())
 
@@ -109,21 +109,23 @@ def test_resume_continues_exactly(videos: Path, tmp_path: Path, capsys: pytest.C
     assert _state(broken / CHECKPOINT_NAME)["step"] == 2
     with open(broken / LOG_NAME, "a") as log:  # as if killed after logging step 3, before its checkpoint
         log.write(json.dumps({"step": 3, "loss": -1.0, "acc": -1.0}) + "\n")
-    assert cli([*args, "--out-dir", str(broken), "--max-steps", "5", "--resume"]) == 0
+    assert cli([*args, "--out-dir", str(broken), "--max-steps", "4", "--resume"]) == 0
 
     a, b = _state(straight / CHECKPOINT_NAME), _state(broken / CHECKPOINT_NAME)
-    assert a["step"] == b["step"] == 5
+    assert a["step"] == b["step"] == 4
     for key in ("model", "optimizer", "scheduler", "sampler", "rng", "recipe"):
         _assert_tensors_equal(a[key], b[key], key)
-    assert _losses(straight) == _losses(broken) and len(_losses(straight)) == 5
+    assert _losses(straight) == _losses(broken) and len(_losses(straight)) == 4
     evaluation = _state(broken / EVAL_CHECKPOINT_NAME)
-    assert evaluation["step"] == 5 and not any(k.startswith(("head.", "encoder.layer4.")) for k in evaluation["model"])
+    assert evaluation["step"] == 4 and not any(k.startswith(("head.", "encoder.layer4.")) for k in evaluation["model"])
 
 
 def test_resume_refuses_a_changed_recipe(videos: Path, tmp_path: Path) -> None:
     recipe = load_recipe(str(_recipe_file(tmp_path, 0.0)))
     options = TrainOptions(data=[videos], out_dir=tmp_path / "run", max_steps=1, device="cpu", progress=False)
     train(recipe, options)
+    with pytest.raises(HarnessError, match="--resume"):  # never silently overwrite a run
+        train(recipe, options)
     changed = load_recipe(str(_recipe_file(tmp_path, 0.0)), ["optim.lr=0.5"])
     options.resume, options.max_steps = True, 2
     with pytest.raises(HarnessError, match="optim.lr"):
@@ -141,6 +143,8 @@ def test_recipes_resolve_and_reject_typos() -> None:
         load_recipe("crw-paper", ["optim.lrr=1"])
     with pytest.raises(HarnessError, match="crw-paper"):
         load_recipe("crw-papr")
+    with pytest.raises(HarnessError, match="clip_len >= 3"):
+        load_recipe("crw-paper", ["data.clip_len=2"])
 
 
 def test_ddp_matches_averaged_per_rank_gradients(videos: Path, tmp_path: Path) -> None:
@@ -150,7 +154,7 @@ def test_ddp_matches_averaged_per_rank_gradients(videos: Path, tmp_path: Path) -
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "harness.cli", "train", "--method", "crw", "--recipe", str(recipe_path), "--data", str(videos),
+        "-m", "harness", "train", "--method", "crw", "--recipe", str(recipe_path), "--data", str(videos),
         "--out-dir", str(out), "--max-steps", "3", "--device", "cpu", "--no-progress",
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -171,12 +175,12 @@ def test_ddp_matches_averaged_per_rank_gradients(videos: Path, tmp_path: Path) -
         optimizers = [torch.optim.Adam(m.parameters(), lr=recipe["optim"]["lr"]) for m in replicas]
         samplers = [ShardedClipSampler(index, 5, 1, recipe["seed"], rank, 2) for rank in range(2)]
         for step in range(3):
-            for model, sampler in zip(replicas, samplers):
+            for model, sampler in zip(replicas, samplers, strict=True):
                 batch, _ = collate([dataset[key] for key in sampler.batch_at(step)])
                 loss, _ = walk_loss(model(batch), recipe["loss"]["temperature"])
                 model.zero_grad()
                 loss.backward()
-            for p0, p1 in zip(*(m.parameters() for m in replicas)):
+            for p0, p1 in zip(*(m.parameters() for m in replicas), strict=True):
                 mean = (p0.grad + p1.grad) / 2
                 p0.grad, p1.grad = mean.clone(), mean.clone()
             for optimizer in optimizers:

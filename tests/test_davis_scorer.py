@@ -178,6 +178,12 @@ def test_disk_rows_and_dilation_equal_the_disk(radius: int) -> None:
     np.testing.assert_array_equal(dilated, cv2.dilate(b.astype(np.uint8), disk.astype(np.uint8)).astype(bool))
 
 
+def test_disk_is_skimage_disk_as_the_official_code_calls_it() -> None:
+    morphology = pytest.importorskip("skimage.morphology")
+    for radius in range(1, 13):  # the official code passes np.ceil(...), a float
+        np.testing.assert_array_equal(morphology.disk(float(radius)).astype(bool), ref_disk(radius))
+
+
 def test_boundary_points_equal_seg2bmap_per_object() -> None:
     rng = np.random.default_rng(1)
     for shape in [(1, 1), (1, 7), (6, 1), (2, 2), (31, 47), (64, 40)]:

@@ -152,3 +152,15 @@ def test_identical_frames_give_perfect_accuracy() -> None:
 def test_clip_too_short() -> None:
     with pytest.raises(ValueError, match="at least 3 frames"):
         walk_loss(torch.zeros(1, 2, 4, 3), 0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    emb = _random_embeddings(5, (2, 4, 49, 128)).float()
+    cpu, _ = walk_loss(emb, 0.05)
+    gpu, _ = walk_loss(emb.cuda(), 0.05)
+    assert float(gpu) == pytest.approx(float(cpu), rel=1e-4)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    first, _ = walk_loss(emb.cuda(), 0.05, 0.1, gen, leak_dropout=True)
+    again, _ = walk_loss(emb.cuda(), 0.05, 0.1, torch.Generator(device="cuda").manual_seed(0), leak_dropout=True)
+    assert torch.equal(first, again)

@@ -36,19 +36,23 @@ def window_mask(h: int, w: int, protocol: Protocol, device: torch.device | str =
 
 
 def dense_topk(
-    features: torch.Tensor, t: int, protocol: Protocol, mask: torch.Tensor | None = None
+    features: torch.Tensor, t: int, protocol: Protocol, blocked: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k over the dense affinity of frame ``t``: ``(scores [N, k], frame·N + node [N, k])``."""
+    """Top-k over the dense affinity of frame ``t``: ``(scores [N, k], frame·N + node [N, k])``.
+
+    ``blocked`` is ``~window_mask(...)``, passed in so that a video builds it once.
+    """
     T, C, h, w = features.shape
     N = h * w
-    mask = window_mask(h, w, protocol, features.device) if mask is None else mask
+    blocked = ~window_mask(h, w, protocol, features.device) if blocked is None else blocked
     flat = features.reshape(T, C, N)
     slots = context_frames(t, protocol)
     keys = torch.cat([flat[s] for s, _ in slots], dim=1)  # C, S·N
-    affinity = flat[t].T @ keys / protocol.temperature  # N, S·N: the whole dense affinity
+    affinity = flat[t].T @ keys  # N, S·N: the whole dense affinity
+    affinity.div_(protocol.temperature)
     for i, (_, windowed) in enumerate(slots):
         if windowed:
-            affinity[:, i * N : (i + 1) * N].masked_fill_(~mask, float("-inf"))
+            affinity[:, i * N : (i + 1) * N].masked_fill_(blocked, float("-inf"))
     scores, pos = affinity.topk(min(protocol.topk, affinity.shape[1]), dim=1)
     source = torch.tensor([s for s, _ in slots], device=features.device)[pos // N]
     return scores, source * N + pos % N
@@ -61,11 +65,22 @@ def propagate_dense(
     T, C, h, w = features.shape
     K, N = first_labels.shape[0], h * w
     last = T if frames is None else min(T, frames + 1)
-    mask = window_mask(h, w, protocol, features.device)
+    blocked = ~window_mask(h, w, protocol, features.device)
     labels = features.new_zeros(T, N, K)
     labels[0] = first_labels.reshape(K, N).T.to(labels)
     for t in range(1, last):
-        scores, index = dense_topk(features, t, protocol, mask)
+        scores, index = dense_topk(features, t, protocol, blocked)
         weights = torch.softmax(scores, dim=1)
         labels[t] = (weights.unsqueeze(-1) * labels.reshape(T * N, K)[index]).sum(1)
     return labels.permute(0, 2, 1).reshape(T, K, h, w)
+
+
+def topk_disagreement(
+    scores_a: torch.Tensor, index_a: torch.Tensor, scores_b: torch.Tensor, index_b: torch.Tensor
+) -> float:
+    """Fraction of nodes whose top-k (as a multiset of context nodes, masked entries ignored) differs."""
+    a = torch.where(torch.isfinite(scores_a), index_a, -1).sort(dim=1).values
+    b = torch.where(torch.isfinite(scores_b), index_b, -1).sort(dim=1).values
+    if a.shape != b.shape:
+        return 1.0
+    return float((a != b).any(dim=1).double().mean())

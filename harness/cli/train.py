@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  harness train --method crw --recipe crw-cpu-demo --data ../shared/data/videos --out-dir runs/demo\n"
         "  harness train --method crw --recipe crw-paper --data ~/kinetics400/train_256 --out-dir runs/k400\n"
         "  harness train --method crw --recipe crw-paper --data DIR --out-dir runs/k400 --resume\n"
-        "  torchrun --nproc-per-node 8 -m harness.cli train --method crw --recipe crw-paper --data DIR --out-dir runs/k400\n"
+        "  torchrun --nproc-per-node 8 -m harness train --method crw --recipe crw-paper --data DIR --out-dir runs/k400\n"
         "  harness train --method crw --recipe crw-cpu-demo --data DIR --out-dir runs/x --set optim.lr=1e-4 --max-steps 100",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--out-dir", required=True, type=Path, help="checkpoints, logs and the resolved recipe go here")
     how.add_argument("--max-steps", type=int, help="stop after this many steps in all (the LR schedule is unchanged)")
     how.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt exactly where it stopped")
+    how.add_argument("--force", action="store_true", help="start over even if --out-dir holds a checkpoint")
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
         recipe["seed"] = args.seed
     options = trainer.TrainOptions(
         data=args.data, out_dir=args.out_dir, max_steps=args.max_steps, resume=args.resume,
-        device=args.device, progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress, force=args.force,
     )
     final = trainer.train(recipe, options)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first rank prints the path

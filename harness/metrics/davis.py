@@ -7,7 +7,9 @@ DAVIS numbers are only comparable when computed exactly that way:
   pixels with 255 (void) or an id above N count as background for every object — in semi-supervised mode
   the official code turns void into background and passes no void mask to J or F, so void pixels are not
   left out of the counts (only the unsupervised task excludes them);
-* the first and the last frame are not evaluated (the first is given, the last is dropped by convention);
+* the first and the last frame are not evaluated (the first is given, the last is dropped by convention),
+  and predictions are read for the evaluated frames only; a predicted id above N is an error (the
+  official tool prints a line and exits with status 0), an object never predicted is an empty mask;
 * J = |gt & pred| / |gt | pred|, 1 when both are empty;
 * F = boundary F-measure: boundaries from the official ``seg2bmap`` (a pixel is a boundary pixel when
   its east, south or south-east neighbour differs; last row looks east only, last column south only, the
@@ -222,7 +224,7 @@ def object_scores(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> dict[int,
     if gt.ndim != 3 or gt.shape[0] < 3:
         raise PredictionError(f"expected [T, H, W] id maps with T >= 3 (the first and last frame are not "
                               f"scored), got shape {gt.shape}")
-    if not np.issubdtype(pred.dtype, np.integer):
+    if not (np.issubdtype(pred.dtype, np.integer) or pred.dtype == bool):
         raise PredictionError(f"predictions must be integer object ids, got dtype {pred.dtype}")
     for t in range(1, gt.shape[0] - 1):
         extra = _extra_ids(pred[t], n_objects)
@@ -266,8 +268,8 @@ def _decode_plain_png(data: bytes) -> np.ndarray | None:
                 return None
             if kind == b"IHDR":
                 width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, body)
-                if depth != 8 or colour not in (0, 3) or interlace != 0:
-                    return None
+                if depth != 8 or colour not in (0, 3) or interlace != 0 or width * height > Image.MAX_IMAGE_PIXELS:
+                    return None  # anything unusual, or huge enough for Pillow's decompression-bomb check
                 size = (height, width)
             elif kind == b"IDAT":
                 chunks.append(data[body : body + length])
@@ -318,9 +320,7 @@ def _score_sequence(job: tuple[str, list[str], list[str], bool]) -> tuple[str, i
     """Worker: decode one sequence's evaluated frames and score them (runs in a pool process)."""
     name, gt_paths, pred_paths, binary_gt = job
     first = read_id_png(gt_paths[0], DataError)
-    n_objects = 1 if binary_gt else int(first[first != VOID].max(initial=0))
-    if binary_gt and not (first > 127).any():
-        n_objects = 0
+    n_objects = int((first > 127).any()) if binary_gt else int(first[first != VOID].max(initial=0))
     if n_objects == 0:
         raise DataError(f"first-frame annotation {gt_paths[0]} contains no object")
     j = np.empty((len(gt_paths) - 2, n_objects))

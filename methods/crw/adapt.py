@@ -6,8 +6,9 @@ released (issue #15), so this is our reading of it. For one video:
 1. copy the network (the caller's weights are never touched, so nothing leaks between videos);
 2. sample ``batch`` clips of ``clip_len`` frames, ``frame_gap`` apart, from the video, cut them into
    jittered patch grids with the training augmentation (:class:`methods.crw.augment.ClipAugment`)
-   at the checkpoint recipe's resolution, and take ``steps`` Adam steps on the walk loss with the
-   recipe's temperature and edge dropout;
+   at the checkpoint recipe's resolution, and take ``steps`` Adam steps (fresh optimizer state) on
+   the walk loss. Learning rate, clip length, temperature and edge dropout default to the values
+   in the checkpoint's recipe, so adaptation continues the training the weights came from;
 3. hand the copy back in eval mode.
 
 Only frames are read: first-frame labels never reach this module. Clip sampling, patch jitter
@@ -30,18 +31,20 @@ from methods.crw.model import CRWNet
 
 DEFAULTS: dict[str, Any] = {
     "steps": 10,  # Adam steps per video; 0 copies the weights unchanged
-    "lr": 1e-4,  # the training learning rate of the released recipe
-    "clip_len": 4,  # frames per clip (two walks, as in the released recipe); at least 3
     "batch": 2,  # clips per step
     "frame_gap": 1,  # frames between consecutive clip frames
     "freeze_bn": False,  # True: BatchNorm keeps its running statistics while adapting
-    # None = take the value the checkpoint was trained with (its recipe), else the released one.
+    # None = the value the checkpoint was trained with (its recipe), else the released recipe's.
+    "lr": None,
+    "clip_len": None,  # at least 3
     "temperature": None,
     "edge_dropout": None,
     "leak_dropout": None,
 }
-RELEASED = {"temperature": 0.05, "edge_dropout": 0.1, "leak_dropout": False}
+RELEASED = {"lr": 1e-4, "clip_len": 4, "temperature": 0.05, "edge_dropout": 0.1, "leak_dropout": False}
 RECIPE_NAMES = {
+    "lr": ("lr",),
+    "clip_len": ("clip_len",),
     "temperature": ("temperature", "temp"),
     "edge_dropout": ("edge_dropout", "dropout"),
     "leak_dropout": ("leak_dropout",),

@@ -110,7 +110,7 @@ def _tensor_dict(value: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
 
 
 def _plain(value: Any) -> Any:
-    """Keep what JSON can hold (for the record's ``pretraining`` field); drop the rest."""
+    """What JSON can hold (for the record's ``pretraining`` field); other objects become their repr."""
     if isinstance(value, _JSON_SCALARS):
         return value
     if isinstance(value, (list, tuple)):
@@ -121,7 +121,9 @@ def _plain(value: Any) -> Any:
 
 
 def is_original_state(state: dict[str, Any]) -> bool:
-    return any(k.startswith(ORIGINAL_ENCODER_PREFIX) or k.startswith(ORIGINAL_HEAD_PREFIX) for k in state)
+    """Whether keys follow the original code's naming (optionally behind nn.DataParallel's ``module.``)."""
+    keys = [k.removeprefix("module.") for k in state]
+    return any(k.startswith((ORIGINAL_ENCODER_PREFIX, ORIGINAL_HEAD_PREFIX)) for k in keys)
 
 
 def import_original_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

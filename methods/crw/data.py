@@ -151,7 +151,7 @@ def _pack_pts(pts: list[int]) -> dict[str, Any]:
     """Store an evenly spaced timestamp list as (start, step, count); irregular ones in full."""
     if len(pts) > 1:
         step = pts[1] - pts[0]
-        if step > 0 and all(b - a == step for a, b in zip(pts, pts[1:])):
+        if step > 0 and all(b - a == step for a, b in zip(pts, pts[1:], strict=False)):
             return {"start": pts[0], "step": step, "count": len(pts)}
     return {"list": pts}
 
@@ -477,7 +477,11 @@ class ShardedClipSampler(torch.utils.data.Sampler):
 
 
 def build_loader(
-    dataset: ClipDataset, sampler: ShardedClipSampler, workers: int, pin_memory: bool = False
+    dataset: ClipDataset,
+    sampler: ShardedClipSampler,
+    workers: int,
+    pin_memory: bool = False,
+    generator: torch.Generator | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader over the sampler's batches; workers decode and augment in parallel."""
     return torch.utils.data.DataLoader(
@@ -488,4 +492,5 @@ def build_loader(
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=2 if workers > 0 else None,
+        generator=generator,
     )

@@ -69,20 +69,31 @@ class CRWMethod(Method):
         ckpt = self.checkpoint
         eval_params = sum(count_parameters(getattr(self.net.encoder, n)) for n in EVAL_STAGES)
         return {
-            "backbone": f"resnet18 (stride-8 surgery, {EVAL_LAST_STAGE}, {ckpt.padding} padding)",
-            "parameters": eval_params,
-            "pretraining": {"source": ckpt.source, "step": ckpt.step, "recipe": ckpt.recipe},
+            "backbone": "resnet18 (stride-8 surgery)",
+            "parameters": eval_params,  # conv1 … layer3: what the features come from
+            "pretraining": {"source": ckpt.source, "step": ckpt.step, "recipe": ckpt.recipe,
+                            "features": EVAL_LAST_STAGE, "padding": ckpt.padding},
             "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256},
         }
+
+    def adapt_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every adaptation setting with defaults (some from this checkpoint's recipe) filled in.
+
+        This is what a run should hash into its protocol: the same ``--set adapt.*`` overrides
+        mean different training with checkpoints of different recipes.
+        """
+        from methods.crw.adapt import resolve_settings
+
+        return resolve_settings(settings, self.checkpoint)
 
     def adapted(self, frames: np.ndarray, settings: dict[str, Any], seed: int) -> CRWMethod:
         """A new method whose weights were trained on this video's frames (test-time adaptation).
 
         ``self`` is left untouched; see :mod:`methods.crw.adapt` for the settings.
         """
-        from methods.crw.adapt import adapt_network, resolve_settings
+        from methods.crw.adapt import adapt_network
 
-        resolved = resolve_settings(settings, self.checkpoint)
+        resolved = self.adapt_settings(settings)
         clone = copy.copy(self)
         clone.config = {**self.config, "adapt": resolved}
         clone.net = copy.deepcopy(self.net)

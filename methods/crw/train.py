@@ -22,7 +22,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,30 @@ def load_recipe(name: str, overrides: list[str] | None = None) -> dict[str, Any]
         if not sep or not key:
             raise HarnessError(f"--set expects key=value, got {item!r}")
         set_key(recipe, key.strip(), yaml.safe_load(raw))
+    validate_recipe(recipe)
     return recipe
+
+
+def validate_recipe(recipe: dict[str, Any]) -> None:
+    """Reject settings that would fail (or silently do nothing) only after minutes of indexing."""
+    try:
+        checks = {
+            "data.clip_len >= 3 (the shortest cycle is skipped, so T=2 has no walk)": int(recipe["data"]["clip_len"]) >= 3,
+            "data.clips_per_video >= 1": int(recipe["data"]["clips_per_video"]) >= 1,
+            "data.workers >= 0": int(recipe["data"]["workers"]) >= 0,
+            "optim.batch_size >= 1": int(recipe["optim"]["batch_size"]) >= 1,
+            "optim.lr > 0": float(recipe["optim"]["lr"]) > 0,
+            "optim.epochs >= 1": int(recipe["optim"]["epochs"]) >= 1,
+            "loss.temperature > 0": float(recipe["loss"]["temperature"]) > 0,
+            "0 <= loss.edge_dropout < 1": 0 <= float(recipe["loss"]["edge_dropout"]) < 1,
+            "model.padding in (reflect, zeros)": recipe["model"]["padding"] in ("reflect", "zeros"),
+            "train.checkpoint_every >= 1": int(recipe["train"]["checkpoint_every"]) >= 1,
+        }
+    except (KeyError, TypeError, ValueError) as err:
+        raise HarnessError(f"recipe {recipe.get('name')!r} is missing or mistypes a key: {err}") from err
+    bad = [rule for rule, ok in checks.items() if not ok]
+    if bad:
+        raise HarnessError(f"recipe {recipe.get('name')!r} breaks: {'; '.join(bad)}")
 
 
 def _load_recipe_file(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
@@ -119,9 +142,19 @@ def set_key(recipe: dict[str, Any], dotted: str, value: Any) -> None:
         if depth == len(parts) - 1:
             if isinstance(node[part], dict):
                 raise HarnessError(f"--set {dotted}: is a section; set one of its keys")
-            node[part] = value
+            node[part] = _coerce(node[part], value, dotted)
         else:
             node = node[part]
+
+
+def _coerce(old: Any, new: Any, dotted: str) -> Any:
+    """Read ``new`` as a number where the recipe holds one: YAML 1.1 parses ``3e-4`` as a string."""
+    if isinstance(old, (int, float)) and not isinstance(old, bool) and isinstance(new, str):
+        try:
+            return float(new) if isinstance(old, float) or not new.lstrip("+-").isdigit() else int(new)
+        except ValueError:
+            raise HarnessError(f"--set {dotted}={new}: expected a number") from None
+    return new
 
 
 def _flat_keys(recipe: dict[str, Any], prefix: str = "") -> list[str]:
@@ -163,6 +196,8 @@ def init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives (all_gather_object) use the current device
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -229,7 +264,7 @@ class TrainOptions:
     resume: bool = False
     device: str = "auto"
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
 
 
 def build_model(recipe: dict[str, Any]) -> torch.nn.Module:
@@ -298,6 +333,44 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
+def _restore(
+    ckpt_path: Path,
+    recipe: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    ctx: Dist,
+    steps_per_epoch: int,
+) -> int:
+    """Load a training checkpoint into the run's objects and this rank's RNG state; returns its step."""
+    state = torch.load(ckpt_path, map_location=next(model.parameters()).device, weights_only=True)
+    missing = {"model", "optimizer", "scheduler", "step", "recipe", "rng", "world_size"} - state.keys()
+    if missing:
+        raise CheckpointError(f"{ckpt_path}: cannot resume, missing keys {sorted(missing)}")
+    _check_resumable(state["recipe"], recipe, ckpt_path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    saved_steps_per_epoch = state.get("sampler", {}).get("steps_per_epoch")
+    if saved_steps_per_epoch != steps_per_epoch:
+        log.warning(
+            "--resume: the training data changed since %s was written (%s steps per epoch, now %d): "
+            "the run goes on, but not with the batches the original run would have drawn",
+            ckpt_path, saved_steps_per_epoch, steps_per_epoch,
+        )
+    if state["world_size"] == ctx.world_size:
+        set_rng_state(state["rng"][ctx.rank])
+    else:
+        log.warning(
+            "resuming a %d-rank run on %d ranks: clips are re-sharded, so batches differ from the original run",
+            state["world_size"], ctx.world_size,
+        )
+    return int(state["step"])
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -316,7 +389,13 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
         raise HarnessError(f"optim.batch_size {optim_cfg['batch_size']} does not split evenly over {ctx.world_size} ranks")
     local_batch = int(optim_cfg["batch_size"]) // ctx.world_size
 
+    # rank 0 indexes first and fills the cache the other ranks then read (put data.cache_dir on
+    # shared storage for multi-node runs, or every node indexes once)
+    if ctx.world_size > 1 and not ctx.main:
+        dist.barrier()
     dataset, index = build_data(recipe, options.data)
+    if ctx.world_size > 1 and ctx.main:
+        dist.barrier()
     probe = ShardedClipSampler(index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size)
     steps_per_epoch = probe.steps_per_epoch
     total_steps = int(optim_cfg["epochs"]) * steps_per_epoch
@@ -338,30 +417,14 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     ckpt_path = out_dir / CHECKPOINT_NAME
     log_path = out_dir / LOG_NAME
     if options.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        missing = {"model", "optimizer", "scheduler", "step", "recipe", "rng", "world_size"} - state.keys()
-        if missing:
-            raise CheckpointError(f"{ckpt_path}: cannot resume, missing keys {sorted(missing)}")
-        _check_resumable(state["recipe"], recipe, ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        start_step = int(state["step"])
-        if state["world_size"] == ctx.world_size:
-            set_rng_state(state["rng"][ctx.rank])
-        else:
-            log.warning(
-                "resuming a %d-rank run on %d ranks: clips are re-sharded, so batches differ from the original run",
-                state["world_size"],
-                ctx.world_size,
-            )
+        start_step = _restore(ckpt_path, recipe, model, optimizer, scheduler, scaler, ctx, steps_per_epoch)
         if ctx.main:
             _truncate_log(log_path, start_step)
             log.info("resumed from %s at step %d", ckpt_path, start_step)
     elif options.resume and ctx.main:
         log.info("--resume: no checkpoint in %s yet, starting from scratch", out_dir)
+    elif ckpt_path.is_file() and not options.force:
+        raise HarnessError(f"{ckpt_path} exists: pass --resume to continue that run, --force to start over, or another --out-dir")
     elif ctx.main and log_path.exists():
         log_path.unlink()
     if ctx.main:
@@ -373,7 +436,9 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     sampler = ShardedClipSampler(
         index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size, start_step, total_steps
     )
-    loader = build_loader(dataset, sampler, int(recipe["data"]["workers"]), pin_memory=device.type == "cuda")
+    # the loader's own generator keeps it off the global RNG (whose state is saved for resuming)
+    loader_generator = torch.Generator().manual_seed(mix_seed(seed, ctx.rank, 3))
+    loader = build_loader(dataset, sampler, int(recipe["data"]["workers"]), device.type == "cuda", loader_generator)
 
     progress = None
     if options.progress and ctx.main:
@@ -410,32 +475,13 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
             batch = batch.to(device, non_blocking=True)
             t_data = time.perf_counter() - tick
             generator = torch.Generator(device=device).manual_seed(mix_seed(seed, step, 2, ctx.rank))
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                embeddings = model(batch)
-            from methods.crw.loss import walk_loss
-
-            loss, diag = walk_loss(
-                embeddings.float(),
-                float(loss_cfg["temperature"]),
-                float(loss_cfg["edge_dropout"]),
-                generator=generator,
-                leak_dropout=bool(loss_cfg["leak_dropout"]),
-            )
-            scaler.scale(loss).backward()
-            _sync(device)
-            t_fwd_bwd = time.perf_counter() - tick - t_data
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            _sync(device)
+            loss, diag, lr, t_fwd_bwd = _train_step(model, batch, generator, loss_cfg, amp_dtype, scaler, optimizer, scheduler)
             step += 1
             t_step = time.perf_counter() - tick
             t_optim = t_step - t_data - t_fwd_bwd
 
             walks = sorted(diag["xent"])
-            values = [float(loss.detach()), diag["acc_mean"], *(diag["xent"][k] for k in walks), *(diag["acc"][k] for k in walks), failures]
+            values = [float(loss), diag["acc_mean"], *(diag["xent"][k] for k in walks), *(diag["acc"][k] for k in walks), failures]
             values = _mean_over_ranks(values, ctx, device)
             failures_total += round(values[-1] * ctx.world_size)
             if ctx.main:
@@ -445,8 +491,8 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
                     "epoch": (step - 1) // steps_per_epoch,
                     "loss": values[0],
                     "acc": values[1],
-                    "xent": dict(zip(walks, values[2 : 2 + n])),
-                    "walk_acc": dict(zip(walks, values[2 + n : 2 + 2 * n])),
+                    "xent": dict(zip(walks, values[2 : 2 + n], strict=True)),
+                    "walk_acc": dict(zip(walks, values[2 + n : 2 + 2 * n], strict=True)),
                     "lr": lr,
                     "clips_per_s": int(optim_cfg["batch_size"]) / t_step,
                     "time": {"data": t_data, "fwd_bwd": t_fwd_bwd, "optim": t_optim, "step": t_step},
@@ -478,6 +524,42 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     if ctx.world_size > 1:
         dist.barrier()
     return ckpt_path
+
+
+def _train_step(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    generator: torch.Generator,
+    loss_cfg: dict[str, Any],
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[torch.Tensor, dict[str, Any], float, float]:
+    """One optimisation step; returns loss, walk diagnostics, the step's learning rate and its forward+backward time."""
+    from methods.crw.loss import walk_loss
+
+    device = batch.device
+    started = time.perf_counter()
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        embeddings = model(batch)
+    loss, diag = walk_loss(
+        embeddings.float(),  # the walk's products of softmaxes stay in float32 under autocast
+        float(loss_cfg["temperature"]),
+        float(loss_cfg["edge_dropout"]),
+        generator=generator,
+        leak_dropout=bool(loss_cfg["leak_dropout"]),
+    )
+    scaler.scale(loss).backward()
+    _sync(device)
+    fwd_bwd = time.perf_counter() - started
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    _sync(device)
+    return loss.detach(), diag, lr, fwd_bwd
 
 
 def _sync(device: torch.device) -> None:

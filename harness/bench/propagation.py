@@ -1,0 +1,163 @@
+"""``harness bench propagation``: the tiled engine against dense propagation at DAVIS 480p size.
+
+Each measurement runs in its own subprocess (``python -m harness.bench.propagation --worker ...``) so
+that its peak RSS is its own: the engine on the full video (T frames), the engine on a shorter video
+(to show that memory does not grow with length beyond the features), and the dense reference on the
+first few target frames of the same video (it is slow; its cost per frame does not depend on t, since
+CRW's padded context always holds n+1 frames). All workers build the same seeded features. Outputs of
+the engine and the reference are compared on the frames both computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.bench.dense_reference import dense_topk, propagate_dense, topk_disagreement
+from harness.propagation import DEFAULT_MEMORY_MIB, frame_neighbours, propagate
+from harness.protocol import resolve_protocol
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=50, help="video length T for the engine")
+    parser.add_argument("--short-frames", type=int, default=25, help="second, shorter video for the memory check")
+    parser.add_argument("--reference-frames", type=int, default=2, help="target frames the dense reference computes")
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--height", type=int, default=60)
+    parser.add_argument("--width", type=int, default=107)
+    parser.add_argument("--labels", type=int, default=3, help="K, label channels")
+    parser.add_argument("--protocol", default="crw")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--memory-mib", type=float, default=DEFAULT_MEMORY_MIB, help="engine working-memory budget")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=["engine", "dense"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--save", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def smooth_features(args: argparse.Namespace, frames: int) -> torch.Tensor:
+    """Seeded unit features that vary smoothly in space and time, built frame by frame (low peak memory)."""
+    gen = torch.Generator().manual_seed(args.seed)
+    shape = (args.channels, args.height, args.width)
+    feats = torch.empty(frames, *shape, dtype=getattr(torch, args.dtype))
+    state = torch.randn(shape, generator=gen)
+    for t in range(frames):
+        state = 0.9 * state + 0.45 * torch.randn(shape, generator=gen)
+        frame = torch.nn.functional.avg_pool2d(state[None], 5, stride=1, padding=2, count_include_pad=False)[0]
+        feats[t] = frame / frame.norm(dim=0, keepdim=True)
+    return feats
+
+
+def first_labels(args: argparse.Namespace) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    return torch.rand(args.labels, args.height, args.width, generator=gen).to(getattr(torch, args.dtype))
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement; prints its JSON report and saves what the parent compares."""
+    protocol = resolve_protocol(args.protocol, task="davis")
+    feats, first = smooth_features(args, args.frames), first_labels(args)
+    baseline = _peak_rss_mib()
+    wall, cpu = time.perf_counter(), time.process_time()
+    if args.worker == "engine":
+        labels = propagate(feats, first, protocol, memory_mib=args.memory_mib)
+        targets = args.frames - 1
+    else:
+        labels = propagate_dense(feats, first, protocol, frames=args.reference_frames)
+        targets = min(args.reference_frames, args.frames - 1)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    report = {
+        "frames": args.frames,
+        "target_frames": targets,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "ms_per_frame": 1000 * wall / targets,
+        "cpu_ms_per_frame": 1000 * cpu / targets,
+        "peak_rss_mib": _peak_rss_mib(),
+        "rss_before_propagation_mib": baseline,
+        "features_mib": feats.numel() * feats.element_size() / 2**20,
+    }
+    if args.save is not None:  # after the measurement: comparison data for the frames both sides compute
+        last = min(args.reference_frames, args.frames - 1)
+        find = frame_neighbours if args.worker == "engine" else dense_topk
+        neighbours = [find(feats, t, protocol) for t in range(1, last + 1)]
+        torch.save({"labels": labels[: last + 1], "neighbours": neighbours}, args.save)
+    return report
+
+
+def _run_worker(args: argparse.Namespace, kind: str, frames: int, save: Path | None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "harness.bench.propagation", "--worker", kind, "--frames", str(frames)]
+    for flag in ("reference_frames", "channels", "height", "width", "labels", "protocol", "dtype", "memory_mib", "seed"):
+        cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    if save is not None:
+        cmd += ["--save", str(save)]
+    print(f"[bench propagation] {kind} worker, T={frames}", file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.worker is not None:
+        return _worker(args)
+    protocol = resolve_protocol(args.protocol, task="davis")
+    with tempfile.TemporaryDirectory() as tmp:
+        engine_out, dense_out = Path(tmp) / "engine.pt", Path(tmp) / "dense.pt"
+        engine = _run_worker(args, "engine", args.frames, engine_out)
+        short = _run_worker(args, "engine", args.short_frames, None)
+        dense = _run_worker(args, "dense", args.frames, dense_out)
+        mine, theirs = torch.load(engine_out, weights_only=True), torch.load(dense_out, weights_only=True)
+    compared = len(mine["neighbours"])
+    disagreement = [topk_disagreement(*a, *b) for a, b in zip(mine["neighbours"], theirs["neighbours"], strict=True)]
+    # frames after the context is full cost the engine most (all n frames distinct); estimate them
+    # from the difference of the two engine runs when the short run is already past the context
+    steady = None
+    if args.short_frames - 1 > protocol.context and args.frames > args.short_frames:
+        steady = 1000 * (engine["wall_s"] - short["wall_s"]) / (args.frames - args.short_frames)
+        steady_cpu = 1000 * (engine["cpu_s"] - short["cpu_s"]) / (args.frames - args.short_frames)
+    return {
+        "benchmark": "propagation",
+        "shape": {"T": args.frames, "C": args.channels, "h": args.height, "w": args.width, "K": args.labels},
+        "dtype": args.dtype,
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "protocol": protocol.record(),
+        "memory_mib_budget": args.memory_mib,
+        "engine": engine,
+        "engine_short_video": short,
+        "dense_reference": dense,
+        "engine_steady_ms_per_frame": steady,
+        "engine_steady_cpu_ms_per_frame": steady_cpu if steady is not None else None,
+        "speedup_wall": dense["ms_per_frame"] / engine["ms_per_frame"],
+        "speedup_cpu": dense["cpu_ms_per_frame"] / engine["cpu_ms_per_frame"],
+        "speedup_wall_steady": dense["ms_per_frame"] / steady if steady else None,
+        "speedup_cpu_steady": dense["cpu_ms_per_frame"] / steady_cpu if steady else None,
+        "memory_ratio": dense["peak_rss_mib"] / engine["peak_rss_mib"],
+        "memory_growth_mib": {
+            "peak_rss_long_minus_short": engine["peak_rss_mib"] - short["peak_rss_mib"],
+            "features_long_minus_short": engine["features_mib"] - short["features_mib"],
+        },
+        "compared_frames": compared,
+        "labels_max_abs_diff": float((mine["labels"] - theirs["labels"]).abs().max()),
+        "topk_set_disagreement": sum(disagreement) / max(compared, 1),
+        "topk_set_disagreement_per_frame": disagreement,
+        "targets": {"speedup": 5.0, "memory_ratio": 5.0},
+    }
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(_parser)
+    print(json.dumps(main(_parser.parse_args())))
