@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from harness.errors import HarnessError, MethodError
 from harness.protocol import Protocol, resolve_protocol
 
-#: working-memory budget of one propagation (scores, gathered keys, candidates), in MiB
-DEFAULT_MEMORY_MIB = 256
+#: working-memory budget of one propagation (score chunks, key strips), in MiB; halving it to 64 cost
+#: no measurable speed at DAVIS 480p
+DEFAULT_MEMORY_MIB = 128
 #: (rows, columns) of the query tiles. A tile scores (rows + 2·reach)·(columns + 2·reach) keys per query
 #: (1020 at radius 12, against 441 in the disk) while strips copy each key (columns + 2·reach)/columns
 #: times; 8x12 was the fastest of 8x8, 8x12, 12x12, 6x12, 4x16 at DAVIS 480p on CPU.
@@ -127,18 +128,17 @@ class _Tiling:
     def window_cells(self) -> int:
         return (self.th + 2 * self.reach) * (self.tw + 2 * self.reach)
 
-    def queries(self, frame: torch.Tensor, ty0: int, ty1: int) -> torch.Tensor:
-        """Features of tile rows ``ty0:ty1`` of ``frame`` [C, h, w] as [tiles, th*tw, C] (zeros outside)."""
+    def queries(self, frame: torch.Tensor) -> torch.Tensor:
+        """Features of ``frame`` [C, h, w] tile by tile, as [tiles, th*tw, C] (zeros outside the grid)."""
         C = frame.shape[0]
-        part = frame[:, ty0 * self.th : min(ty1 * self.th, self.h)]
-        part = F.pad(part, (0, self.ntx * self.tw - self.w, 0, (ty1 - ty0) * self.th - part.shape[1]))
-        part = part.reshape(C, ty1 - ty0, self.th, self.ntx, self.tw).permute(1, 3, 2, 4, 0)
-        return part.reshape((ty1 - ty0) * self.ntx, self.th * self.tw, C)
+        part = F.pad(frame, (0, self.ntx * self.tw - self.w, 0, self.nty * self.th - self.h))
+        part = part.reshape(C, self.nty, self.th, self.ntx, self.tw).permute(1, 3, 2, 4, 0)
+        return part.reshape(self.nty * self.ntx, self.th * self.tw, C)
 
-    def strips(self, frames: list[torch.Tensor], ty0: int, ty1: int) -> torch.Tensor:
-        """Column strips of tile rows ``ty0:ty1`` of several frames, laid out so matmuls need no gather.
+    def strips(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        """Column strips of several frames [C, h, w], laid out so that matmuls need no gather.
 
-        Returns [ntx, rows·th + 2·reach, G, ww, C]: strip ``tx`` holds the columns that the windows of
+        Returns [ntx, nty·th + 2·reach, G, ww, C]: strip ``tx`` holds the columns that the windows of
         tile column ``tx`` cover, each grid row holding the G frames one after the other. The window of
         tile (ty, tx) over all G frames is then one contiguous [wh·G·ww, C] block (order: window row,
         frame, window column), and consecutive tile rows are a fixed stride apart, so a batched matmul
@@ -146,64 +146,57 @@ class _Tiling:
         scores are masked).
         """
         r, C = self.reach, frames[0].shape[0]
-        lo, hi = ty0 * self.th - r, ty1 * self.th + r
         ww = self.tw + 2 * r
-        out = frames[0].new_empty(self.ntx, hi - lo, len(frames), ww, C)
+        out = frames[0].new_empty(self.ntx, self.nty * self.th + 2 * r, len(frames), ww, C)
         for g, frame in enumerate(frames):
-            part = frame[:, max(lo, 0) : min(hi, self.h)].permute(1, 2, 0)
-            part = F.pad(part, (0, 0, r, self.ntx * self.tw - self.w + r, max(-lo, 0), max(hi - self.h, 0)))
+            part = frame.permute(1, 2, 0)
+            part = F.pad(part, (0, 0, r, self.ntx * self.tw - self.w + r, r, self.nty * self.th - self.h + r))
             out[:, :, g] = part.unfold(1, ww, self.tw).permute(1, 0, 3, 2)  # rows, ntx, C, ww -> ntx, rows, ww, C
         return out
 
-    def windows(self, strips: torch.Tensor, tx: int, rows: int) -> torch.Tensor:
-        """The [rows, wh·G·ww, C] windows of tile column ``tx``: an overlapping view into ``strips``."""
+    def windows(self, strips: torch.Tensor, tx: int) -> torch.Tensor:
+        """The [nty, wh·G·ww, C] windows of tile column ``tx``: an overlapping view into ``strips``."""
         strip = strips[tx]
         _, G, ww, C = strip.shape
         wh = self.th + 2 * self.reach
-        return strip.as_strided((rows, wh * G * ww, C), (self.th * G * ww * C, C, 1), strip.storage_offset())
+        return strip.as_strided((self.nty, wh * G * ww, C), (self.th * G * ww * C, C, 1), strip.storage_offset())
 
 
 @dataclass(frozen=True)
 class _Plan:
     """How one target frame is cut to fit the memory budget."""
 
-    rows: int  # tile rows per query chunk
+    rows: int  # tile rows per chunk of first-frame scores
     group: int  # windowed context frames scored by one matmul
 
 
 def _plan(tiling: _Tiling, channels: int, frames: int, itemsize: int, memory_mib: float) -> _Plan:
-    """Chunk sizes so that the largest tensors alive at once (scores, key strips) fit the budget."""
+    """Chunk sizes so that the largest tensors alive at once fit the budget.
+
+    Those are a chunk of first-frame scores (tile rows against a whole frame), or the column strips of a
+    group of windowed frames plus one tile column's scores against them. One frame's strips (about 4x
+    its features at radius 12) are the floor: a smaller budget cannot split them.
+    """
     budget = memory_mib * 2**20
     q, kw, ww = tiling.th * tiling.tw, tiling.window_cells, tiling.tw + 2 * tiling.reach
-    first = tiling.ntx * q * tiling.h * tiling.w * itemsize  # one tile row against a whole (first) frame
+    first = tiling.ntx * q * tiling.h * tiling.w * itemsize
+    strips = tiling.ntx * (tiling.nty * tiling.th + 2 * tiling.reach) * ww * channels * itemsize
+    scores = tiling.nty * q * kw * itemsize
     rows = max(1, min(tiling.nty, int(budget // first)))
-    strip_rows = rows * tiling.th + 2 * tiling.reach
-    per_frame = (tiling.ntx * strip_rows * ww * channels + rows * q * kw) * itemsize  # strips + scores
-    return _Plan(rows, max(1, min(frames, int(budget // per_frame))))
+    return _Plan(rows, max(1, min(frames, int(budget // (strips + scores)))))
 
 
 def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return scores.topk(min(k, scores.shape[-1]), dim=-1)
 
 
-def _neighbours_of_rows(
-    features: torch.Tensor,
-    t: int,
-    slots: list[tuple[int, bool, int]],
-    protocol: Protocol,
-    tiling: _Tiling,
-    plan: _Plan,
-    ty0: int,
-    ty1: int,
+def _tile_neighbours(
+    features: torch.Tensor, t: int, protocol: Protocol, tiling: _Tiling, plan: _Plan
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k scores and context indices (frame·N + node) of the query cells of tile rows ``ty0:ty1``."""
-    k, N = protocol.topk, tiling.h * tiling.w
-    queries = tiling.queries(features[t], ty0, ty1)  # B, Q, C
+    """Top-k scores and context indices (frame·N + node) of every tile cell of frame ``t``: [tiles, Q, k]."""
+    k, N, ntx = protocol.topk, tiling.h * tiling.w, tiling.ntx
+    queries = tiling.queries(features[t])  # tiles, Q, C
     B, Q, C = queries.shape
-    tiles = slice(ty0 * tiling.ntx, ty1 * tiling.ntx)
-    kw = tiling.window_cells
-    bias = tiling.offset_bias.unsqueeze(0) + tiling.outside_bias[tiles].unsqueeze(1)  # B, Q, kw
-    key_nodes = tiling.key_nodes[tiles].unsqueeze(1)  # B, 1, kw
     values, indices = [], []
 
     def add(top: torch.Tensor, index: torch.Tensor, count: int) -> None:
@@ -212,30 +205,32 @@ def _neighbours_of_rows(
         indices.append(index.repeat(1, 1, repeats))
 
     windowed = []
-    for s, restricted, count in slots:
+    for s, restricted, count in context_slots(t, protocol):
         if restricted:
             windowed.append((s, count))
-        else:  # every node of frame s: B, Q, N scores
-            top, nodes = _top(queries @ features[s].reshape(C, N), k)
-            add(top, nodes + s * N, count)
+            continue
+        keys, chunk = features[s].reshape(C, N), plan.rows * ntx  # every node of frame s
+        found = [_top(queries[i : i + chunk] @ keys, k) for i in range(0, B, chunk)]
+        add(torch.cat([top for top, _ in found]), torch.cat([nodes for _, nodes in found]) + s * N, count)
     # frames filling one slot share a matmul and a top-k; a repeated frame is scored on its own
     groups = [[s] for s, count in windowed if count > 1]
     single = [s for s, count in windowed if count == 1]
     groups += [single[i : i + plan.group] for i in range(0, len(single), plan.group)]
     counts = dict(windowed)
-    R, wh, ww = ty1 - ty0, tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach
+    R, kw, wh, ww = tiling.nty, tiling.window_cells, tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach
     for group in groups:
         G = len(group)
-        strips = tiling.strips([features[s] for s in group], ty0, ty1)
+        strips = tiling.strips([features[s] for s in group])
         offsets = torch.tensor([s * N for s in group], device=queries.device)
         tops, found = [], []
-        for tx in range(tiling.ntx):
-            column = slice(tx, None, tiling.ntx)  # the tiles of tile column tx, one per tile row
-            scores = torch.bmm(queries[column], tiling.windows(strips, tx, R).transpose(1, 2))
-            scores.view(R, Q, wh, G, ww).add_(bias[column].view(R, Q, wh, 1, ww))
+        for tx in range(ntx):
+            column = slice(tx, None, ntx)  # the tiles of tile column tx, one per tile row
+            scores = torch.bmm(queries[column], tiling.windows(strips, tx).transpose(1, 2))
+            bias = tiling.offset_bias.unsqueeze(0) + tiling.outside_bias[column].unsqueeze(1)  # R, Q, kw
+            scores.view(R, Q, wh, G, ww).add_(bias.view(R, Q, wh, 1, ww))
             top, pos = _top(scores, k)  # pos = (window row · G + frame) · ww + window column
             cell = pos // (G * ww) * ww + pos % ww
-            nodes = key_nodes[column].expand(R, Q, kw).gather(2, cell)
+            nodes = tiling.key_nodes[column].unsqueeze(1).expand(R, Q, kw).gather(2, cell)
             found.append(offsets.expand(R, Q, G).gather(2, pos // ww % G) + nodes)
             tops.append(top)
         # back to tile order (tile row major): [tx, R, Q, k] -> [R, tx, Q, k]
@@ -261,20 +256,14 @@ def frame_neighbours(
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     T, C, h, w = features.shape
     tiling = _tiling or _Tiling.build(h, w, protocol, features.dtype, features.device)
-    slots = context_slots(t, protocol)
-    plan = _plan(tiling, C, len(slots), features.element_size(), memory_mib)
-    rows, N = plan.rows, h * w
-    scores = index = None
-    for ty0 in range(0, tiling.nty, rows):
-        ty1 = min(ty0 + rows, tiling.nty)
-        top, idx = _neighbours_of_rows(features, t, slots, protocol, tiling, plan, ty0, ty1)
-        if scores is None:
-            scores = top.new_empty(N, top.shape[2])
-            index = idx.new_empty(N, idx.shape[2])
-        nodes = tiling.query_nodes[ty0 * tiling.ntx : ty1 * tiling.ntx].reshape(-1)
-        inside = nodes >= 0
-        scores[nodes[inside]] = top.reshape(-1, top.shape[2])[inside]
-        index[nodes[inside]] = idx.reshape(-1, idx.shape[2])[inside]
+    plan = _plan(tiling, C, protocol.context + 1, features.element_size(), memory_mib)
+    top, idx = _tile_neighbours(features, t, protocol, tiling, plan)
+    nodes = tiling.query_nodes.reshape(-1)
+    inside = nodes >= 0
+    scores = top.new_empty(h * w, top.shape[2])
+    index = idx.new_empty(h * w, idx.shape[2])
+    scores[nodes[inside]] = top.reshape(-1, top.shape[2])[inside]
+    index[nodes[inside]] = idx.reshape(-1, idx.shape[2])[inside]
     return scores, index
 
 
@@ -288,10 +277,9 @@ def _check_inputs(features: torch.Tensor, first_labels: torch.Tensor) -> None:
         )
     if features.shape[0] < 1 or features.shape[1] < 1 or features[0, 0].numel() < 1:
         raise HarnessError(f"propagate: empty features {tuple(features.shape)}")
-    finite = torch.isfinite(features).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        bad = int((~finite).nonzero()[0, 0])
-        raise MethodError(f"propagate: features of frame {bad} contain NaN or infinite values")
+    for t, frame in enumerate(features):  # frame by frame: no video-sized temporary
+        if not bool(torch.isfinite(frame).all()):
+            raise MethodError(f"propagate: features of frame {t} contain NaN or infinite values")
 
 
 def propagate(

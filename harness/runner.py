@@ -54,8 +54,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def default_out_dir(task: str, method: str, protocol: Protocol) -> Path:
+def default_out_dir(task: str, method: str, protocol: Protocol, method_config: dict[str, Any]) -> Path:
+    """``results/runs/<task>/<method>/<protocol>-<hash>/``; a method run with a checkpoint, weights or
+    ``--set method.*`` gets ``<method>+<digest>`` so that differently configured runs never share a folder."""
     safe_method = re.sub(r"[^A-Za-z0-9._@+-]+", "_", method)
+    if method_config:
+        digest = hashlib.sha256(json.dumps(method_config, sort_keys=True).encode()).hexdigest()[:8]
+        safe_method = f"{safe_method}+{digest}"
     return RUNS_DIR / task / safe_method / f"{protocol.name}-{protocol.hash}"
 
 
@@ -82,7 +87,8 @@ class Runner:
         self.task.config["protocol"] = self.protocol
         self.sequences = self.task.sequences()
         require_valid(self.task.name, self.data_root, self.sequences)
-        self.out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(self.task.name, config.method, self.protocol)
+        self.out_dir = (Path(config.out_dir) if config.out_dir
+                        else default_out_dir(self.task.name, config.method, self.protocol, config.method_config()))
         self.device = pick_device(config.device)
         self.resolved = self._resolved_config()
         self.config_hash = hashlib.sha256(json.dumps(self.resolved, sort_keys=True).encode()).hexdigest()[:16]

@@ -194,3 +194,14 @@ def test_ddp_matches_averaged_per_rank_gradients(videos: Path, tmp_path: Path) -
         torch.testing.assert_close(ddp["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
     # and the two ranks really saw different clips (else averaging would prove nothing)
     assert samplers[0].batch_at(0) != samplers[1].batch_at(0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (mixed precision and cudnn.benchmark are CUDA-only)")
+def test_cuda_mixed_precision_trains(videos: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(str(_recipe_file(tmp_path, edge_dropout=0.1)))
+    out = tmp_path / "gpu"
+    final = train(recipe, TrainOptions(data=[videos], out_dir=out, max_steps=3, device="cuda", progress=False))
+    losses = [loss for _, loss, _ in _losses(out)]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    state = _state(final)
+    assert state["step"] == 3 and all(torch.isfinite(v.float()).all() for v in state["model"].values())

@@ -68,6 +68,7 @@ def _peak_rss_mib() -> float:
 
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
     """One measurement; prints its JSON report and saves what the parent compares."""
+    runtime = _peak_rss_mib()  # interpreter + torch, the same in every worker
     protocol = resolve_protocol(args.protocol, task="davis")
     feats, first = smooth_features(args, args.frames), first_labels(args)
     baseline = _peak_rss_mib()
@@ -87,6 +88,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
         "ms_per_frame": 1000 * wall / targets,
         "cpu_ms_per_frame": 1000 * cpu / targets,
         "peak_rss_mib": _peak_rss_mib(),
+        "rss_runtime_mib": runtime,
         "rss_before_propagation_mib": baseline,
         "features_mib": feats.numel() * feats.element_size() / 2**20,
     }
@@ -107,6 +109,10 @@ def _run_worker(args: argparse.Namespace, kind: str, frames: int, save: Path | N
     print(f"[bench propagation] {kind} worker, T={frames}", file=sys.stderr, flush=True)
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _above(report: dict[str, Any], baseline: str) -> float:
+    return max(report["peak_rss_mib"] - report[baseline], 1.0)
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -145,6 +151,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "speedup_wall_steady": dense["ms_per_frame"] / steady if steady else None,
         "speedup_cpu_steady": dense["cpu_ms_per_frame"] / steady_cpu if steady else None,
         "memory_ratio": dense["peak_rss_mib"] / engine["peak_rss_mib"],
+        # without the interpreter + torch (~0.5 GiB, identical in both): features + working memory
+        "memory_ratio_above_runtime": _above(dense, "rss_runtime_mib") / _above(engine, "rss_runtime_mib"),
+        # what propagation itself adds on top of the features
+        "working_memory_mib": {
+            "engine": _above(engine, "rss_before_propagation_mib"),
+            "dense_reference": _above(dense, "rss_before_propagation_mib"),
+        },
+        "working_memory_ratio": _above(dense, "rss_before_propagation_mib") / _above(engine, "rss_before_propagation_mib"),
         "memory_growth_mib": {
             "peak_rss_long_minus_short": engine["peak_rss_mib"] - short["peak_rss_mib"],
             "features_long_minus_short": engine["features_mib"] - short["features_mib"],
