@@ -114,25 +114,29 @@ def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path):
     assert not [p for p in killed_dir.rglob("*") if p.name.startswith(".tmp-")]
 
 
-@pytest.mark.slow
 @pytest.mark.shared
 def test_davis2016_and_2017_layouts_give_equal_scores(tmp_path, capsys):
-    """The same 10 real sequences in the 2016 and 2017 layouts score identically, and re-score the same."""
+    """The same real sequences in the 2016 and 2017 layouts score identically, and re-score the same.
+
+    Two sequences keep CI short; the committed records in results/runs/ show all ten.
+    """
     if not SHARED.is_dir():
         pytest.skip(f"needs the real data in {SHARED}")
     records = {}
     for task, root in (("davis2016", SHARED / "data" / "davis2016-val10"),
                        ("davis", SHARED / "data" / "davis2017-layout-val10")):
         code, out, err = run_cli(["run", "--method", "pixels", "--task", task, "--data-root", str(root),
-                                  "--out-dir", str(tmp_path / task)], capsys)
+                                  "--sequences", "car-shadow,motocross-jump", "--out-dir", str(tmp_path / task)],
+                                 capsys)
         assert code == 0, err
         records[task] = json.loads(Path(out.strip().splitlines()[-1]).read_text())
     a, b = records["davis2016"], records["davis"]
-    assert len(a["per_sequence"]) == 10
+    assert len(a["per_sequence"]) == 2
     assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-12)
     assert a["per_object"] == pytest.approx(b["per_object"], abs=1e-12)
     code, out, err = run_cli(["score", "--task", "davis2016", "--data-root", str(SHARED / "data" / "davis2016-val10"),
-                              "--predictions", str(tmp_path / "davis2016"), "--out", str(tmp_path / "s.json")], capsys)
+                              "--predictions", str(tmp_path / "davis2016"), "--sequences", "car-shadow,motocross-jump",
+                              "--out", str(tmp_path / "s.json")], capsys)
     assert code == 0, err
     rescored = json.loads((tmp_path / "s.json").read_text())
     assert rescored["metrics"] == pytest.approx(a["metrics"], abs=1e-12)
