@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,14 +10,7 @@ import torch.nn.functional as F
 
 from methods.crw.model import CRWNet, build_encoder
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Small convolutions run many times faster on one thread than with OpenMP spinning on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
