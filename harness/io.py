@@ -7,6 +7,7 @@ half-written file that a later resume would trust.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -67,3 +68,12 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, read in chunks (checkpoints, weights and archives can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -5,7 +5,6 @@ The schema is fixed in ``shared/design/CONVENTIONS.md``; bump ``SCHEMA_VERSION``
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import resource
 import subprocess
@@ -20,14 +19,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def peak_rss_mib() -> float:

@@ -15,7 +15,6 @@ Choices that move the numbers, made explicit because published baselines differ 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import math
 import os
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import CheckpointError, HarnessError, MethodError
+from harness.io import sha256_file
 from harness.method import Method, count_parameters
 
 CRW_SUFFIX = "@crw"
@@ -150,14 +150,6 @@ def _stride_above_one(stride: Any) -> bool:
 
 
 # -- weights -----------------------------------------------------------------------------------
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or torch file (``weights_only=True``); ``state_dict``/``model`` wrappers and
     a DDP ``module.`` prefix are unwrapped. Anything else is a :class:`CheckpointError` naming the file."""

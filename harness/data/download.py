@@ -9,7 +9,6 @@ download can be compared with it. Only the standard library talks to the network
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from harness.data.cards import Card, RemoteFile
 from harness.data.extract import safe_extract
 from harness.errors import DataError
-from harness.io import atomic_write_json
+from harness.io import atomic_write_json, sha256_file
 
 MIRROR_ENV = "HARNESS_MIRROR"
 DATA_ENV = "HARNESS_DATA"
@@ -171,18 +170,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(archive: Path, remote: RemoteFile) -> str:
     """The file's sha256; a size or checksum that contradicts the card sets the file aside as ``*.bad``."""
     size = archive.stat().st_size
-    digest = sha256_of(archive)
+    digest = sha256_file(archive)
     problem = None
     if remote.size is not None and size != remote.size:
         problem = f"size {size} bytes, the card says {remote.size}"

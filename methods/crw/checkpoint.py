@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any
 import torch
 
 from harness.errors import CheckpointError
-from harness.io import atomic_path
+from harness.io import atomic_path, sha256_file
 
 TRAINING_ONLY_PREFIXES = ("encoder.layer4.", "head.")
 ORIGINAL_ENCODER_PREFIX = "encoder.model."
@@ -80,14 +79,6 @@ class CRWCheckpoint:
     def eval_state(self) -> dict[str, torch.Tensor]:
         """Encoder weights through layer3, keyed as in :class:`methods.crw.model.Encoder`."""
         return eval_state_from_model_state(self.model_state, self.path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _torch_load(path: Path) -> Any:
@@ -157,7 +148,7 @@ def read_checkpoint(path: str | Path) -> CRWCheckpoint:
     """Read a harness or original-release CRW checkpoint (weights only; nothing else unpickled)."""
     path = Path(path)
     payload = _torch_load(path)
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     if isinstance(payload, dict) and "model" in payload:
         state = _tensor_dict(payload["model"], path, "'model'")
         meta = payload
