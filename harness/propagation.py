@@ -9,22 +9,22 @@ on DAVIS, DINO runs out of GPU memory on wide videos).
 
 This engine gives the same top-k as the dense computation while touching only what can win:
 
-- the query grid is cut into small rectangular *tiles*; for a tile, the keys of a windowed context frame
-  are the tile grown by the window reach on every side, so one batched matmul scores a whole tile
-  against everything its window can reach, and an additive 0/-inf bias removes what lies outside the
-  disk/square or the image. The windows are read in place: context frames are copied once into column
-  strips (see :meth:`_Tiling.strips`) in which every window is a contiguous block, instead of being
-  gathered window by window (which copies each key ~10 times and cost as much as the matmul);
+- the query grid is cut into small rectangular *tiles*; the keys a tile can reach in a windowed context
+  frame are the tile grown by the window reach on every side, so one batched matmul scores a whole
+  tile against its window, and an additive 0/-inf bias removes what lies outside the disk/square or
+  the image. Tiles are handled one *tile column* at a time: a context frame's keys for a column are
+  copied once into a strip in which each tile's window is a contiguous block, and a batched matmul
+  reads the windows in place through an overlapping view;
+- which nodes win depends on features only (labels are what gets fed back), so the neighbours of a
+  *block* of consecutive target frames are found together: a context frame's strip is built once and
+  scored against the queries of every target in the block that sees it, in one matmul. This divides
+  the copying by the block size and makes the matmuls large enough to run near peak speed;
 - the top-k over the union of all context nodes is contained in the union of top-k's over any split of
-  the context, so the unrestricted first frame, each group of windowed frames (scored by one matmul)
-  and each repeated frame are reduced to their own top-k and the candidates merged. A frame that fills
-  several context slots (CRW pads the queue with copies of frame 0) has its candidates repeated once per
-  slot (at most k times), which reproduces the dense top-k exactly;
-- queries are processed in chunks of tile rows, and windowed frames in groups, sized to a memory
-  budget, so the working memory does not depend on video length or context size.
-
-Top-k depends on features only, but context labels are the fed-back predictions, so frames are
-processed in order: the neighbours of frame t are found just before its labels are computed.
+  the context, so each context frame is reduced to its own top-k and merged into a running top-k. A
+  frame that fills several context slots (CRW pads the queue with copies of frame 0) has its candidates
+  repeated once per slot (at most k times), which reproduces the dense top-k exactly;
+- blocks, score chunks and strips are sized to a memory budget, so the working memory depends neither
+  on the video length nor on the context size.
 
 Pure tensor math: no task, method, CLI or file I/O here. Runs on whatever device the features are on.
 """
@@ -32,7 +32,7 @@ Pure tensor math: no task, method, CLI or file I/O here. Runs on whatever device
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import torch
@@ -41,13 +41,23 @@ import torch.nn.functional as F
 from harness.errors import HarnessError, MethodError
 from harness.protocol import Protocol, resolve_protocol
 
-#: working-memory budget of one propagation (score chunks, key strips), in MiB; halving it to 64 cost
-#: no measurable speed at DAVIS 480p
-DEFAULT_MEMORY_MIB = 128
+#: working-memory budget of one propagation on CPU (query tiles, key strips, score chunks, one block's
+#: neighbours), in MiB, besides the features and the returned labels. At DAVIS 480p, 32 MiB already
+#: allows blocks of 8 targets; 16 MiB forces single-target blocks and costs ~1.8x the time.
+DEFAULT_MEMORY_MIB = 32
+#: on CUDA, larger chunks mean fewer kernel launches; still far below the dense affinity's ~3.5 GiB
+CUDA_MEMORY_MIB = 512
 #: (rows, columns) of the query tiles. A tile scores (rows + 2·reach)·(columns + 2·reach) keys per query
-#: (1020 at radius 12, against 441 in the disk) while strips copy each key (columns + 2·reach)/columns
-#: times; 8x12 was the fastest of 8x8, 8x12, 12x12, 6x12, 4x16 at DAVIS 480p on CPU.
-TILE = (8, 12)
+#: against ~πr² in the disk (676 against 437 at radius 12), so smaller tiles waste less arithmetic but
+#: make smaller matmuls and longer strips (each key is copied (columns + 2·reach)/columns times). With
+#: blocks of 8 targets the matmuls stay large; 4x4 tied with 3x4 and 4x6 and beat 8x12 by ~20% at
+#: DAVIS 480p on CPU.
+TILE = (4, 4)
+#: most target frames whose neighbours are found together (bounded further by the memory budget);
+#: 16 was no faster than 8 on CPU
+MAX_BLOCK = 8
+#: most windowed context frames scored by one matmul (longer score rows make top-k cheaper per score)
+MAX_GROUP = 4
 
 
 def context_slots(t: int, protocol: Protocol) -> list[tuple[int, bool, int]]:
@@ -84,7 +94,11 @@ def window_admits(dy: torch.Tensor, dx: torch.Tensor, protocol: Protocol) -> tor
 
 @dataclass(frozen=True)
 class _Tiling:
-    """Index tables of the tiled grid, built once per video (their size depends on h, w and radius only)."""
+    """Index tables of the tiled grid, built once per video (their size depends on h, w and radius only).
+
+    Tiles are addressed by tile column ``tx`` and tile row ``ty``; a tile has Q = th·tw query cells and
+    its window kw = (th + 2·reach)·(tw + 2·reach) key cells.
+    """
 
     h: int
     w: int
@@ -93,27 +107,27 @@ class _Tiling:
     reach: int
     nty: int
     ntx: int
-    query_nodes: torch.Tensor  # [tiles, th*tw] flat node of each tile cell, -1 outside the grid
-    key_nodes: torch.Tensor  # [tiles, wh*ww] flat node of each window cell, 0 outside the grid
-    offset_bias: torch.Tensor  # [th*tw, wh*ww] 0 where the window admits the offset, -inf elsewhere
-    outside_bias: torch.Tensor  # [tiles, wh*ww] 0 for window cells inside the grid, -inf outside
+    query_nodes: torch.Tensor  # [ntx, nty, Q] flat node of each tile cell, -1 outside the grid
+    key_nodes: torch.Tensor  # [ntx, nty, kw] flat node of each window cell, 0 outside the grid
+    offset_bias: torch.Tensor  # [Q, kw] 0 where the window admits the offset, -inf elsewhere
+    outside_bias: torch.Tensor  # [ntx, nty, kw] 0 for window cells inside the grid, -inf outside
 
     @classmethod
     def build(cls, h: int, w: int, protocol: Protocol, dtype: torch.dtype, device: torch.device) -> _Tiling:
         th, tw, reach = min(TILE[0], h), min(TILE[1], w), window_reach(protocol)
         nty, ntx = -(-h // th), -(-w // tw)
         wh, ww = th + 2 * reach, tw + 2 * reach
-        ty = torch.arange(nty, device=device).view(nty, 1, 1, 1)
-        tx = torch.arange(ntx, device=device).view(1, ntx, 1, 1)
-        # query cells: absolute position of cell (qy, qx) of tile (ty, tx)
-        qy = (ty * th + torch.arange(th, device=device).view(1, 1, th, 1)).expand(nty, ntx, th, tw)
-        qx = (tx * tw + torch.arange(tw, device=device).view(1, 1, 1, tw)).expand(nty, ntx, th, tw)
-        query_nodes = torch.where((qy < h) & (qx < w), qy * w + qx, -1).reshape(nty * ntx, th * tw)
-        # window cells: absolute position of cell (ky, kx) of the window of tile (ty, tx)
-        ky = (ty * th - reach + torch.arange(wh, device=device).view(1, 1, wh, 1)).expand(nty, ntx, wh, ww)
-        kx = (tx * tw - reach + torch.arange(ww, device=device).view(1, 1, 1, ww)).expand(nty, ntx, wh, ww)
+        tx = torch.arange(ntx, device=device).view(ntx, 1, 1, 1)
+        ty = torch.arange(nty, device=device).view(1, nty, 1, 1)
+        # query cells: absolute position of cell (qy, qx) of tile (tx, ty)
+        qy = (ty * th + torch.arange(th, device=device).view(1, 1, th, 1)).expand(ntx, nty, th, tw)
+        qx = (tx * tw + torch.arange(tw, device=device).view(1, 1, 1, tw)).expand(ntx, nty, th, tw)
+        query_nodes = torch.where((qy < h) & (qx < w), qy * w + qx, -1).reshape(ntx, nty, th * tw)
+        # window cells: absolute position of cell (ky, kx) of the window of tile (tx, ty)
+        ky = (ty * th - reach + torch.arange(wh, device=device).view(1, 1, wh, 1)).expand(ntx, nty, wh, ww)
+        kx = (tx * tw - reach + torch.arange(ww, device=device).view(1, 1, 1, ww)).expand(ntx, nty, wh, ww)
         inside = (ky >= 0) & (ky < h) & (kx >= 0) & (kx < w)
-        key_nodes = torch.where(inside, ky * w + kx, 0).reshape(nty * ntx, wh * ww)
+        key_nodes = torch.where(inside, ky * w + kx, 0).reshape(ntx, nty, wh * ww)
         # offsets between a tile cell and a window cell are the same for every tile
         cy, cx = torch.meshgrid(torch.arange(th, device=device), torch.arange(tw, device=device), indexing="ij")
         wy, wx = torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
@@ -121,130 +135,186 @@ class _Tiling:
         dx = wx.reshape(1, -1) - reach - cx.reshape(-1, 1)
         blocked = torch.full((), float("-inf"), dtype=dtype, device=device)
         offset_bias = torch.where(window_admits(dy, dx, protocol), 0.0, blocked)
-        outside_bias = torch.where(inside.reshape(nty * ntx, wh * ww), 0.0, blocked)
+        outside_bias = torch.where(inside.reshape(ntx, nty, wh * ww), 0.0, blocked)
         return cls(h, w, th, tw, reach, nty, ntx, query_nodes, key_nodes, offset_bias, outside_bias)
+
+    @property
+    def cells(self) -> int:
+        return self.th * self.tw
 
     @property
     def window_cells(self) -> int:
         return (self.th + 2 * self.reach) * (self.tw + 2 * self.reach)
 
-    def queries(self, frame: torch.Tensor) -> torch.Tensor:
-        """Features of ``frame`` [C, h, w] tile by tile, as [tiles, th*tw, C] (zeros outside the grid)."""
-        C = frame.shape[0]
-        part = F.pad(frame, (0, self.ntx * self.tw - self.w, 0, self.nty * self.th - self.h))
-        part = part.reshape(C, self.nty, self.th, self.ntx, self.tw).permute(1, 3, 2, 4, 0)
-        return part.reshape(self.nty * self.ntx, self.th * self.tw, C)
+    @property
+    def strip_cells(self) -> int:
+        return (self.nty * self.th + 2 * self.reach) * (self.tw + 2 * self.reach)
 
-    def strips(self, frames: list[torch.Tensor]) -> torch.Tensor:
-        """Column strips of several frames [C, h, w], laid out so that matmuls need no gather.
+    def column_queries(self, frames: torch.Tensor, tx: int) -> torch.Tensor:
+        """Features of tile column ``tx`` of ``frames`` [B, C, h, w] as [nty, B, Q, C] (zeros outside the grid)."""
+        B, C = frames.shape[:2]
+        x0 = tx * self.tw
+        part = frames[:, :, :, x0 : x0 + self.tw]
+        part = F.pad(part, (0, self.tw - part.shape[3], 0, self.nty * self.th - self.h))
+        part = part.reshape(B, C, self.nty, self.th, self.tw).permute(2, 0, 3, 4, 1)
+        return part.reshape(self.nty, B, self.cells, C)
 
-        Returns [ntx, nty·th + 2·reach, G, ww, C]: strip ``tx`` holds the columns that the windows of
-        tile column ``tx`` cover, each grid row holding the G frames one after the other. The window of
-        tile (ty, tx) over all G frames is then one contiguous [wh·G·ww, C] block (order: window row,
-        frame, window column), and consecutive tile rows are a fixed stride apart, so a batched matmul
-        reads the windows in place through an overlapping view. Cells outside the grid are zeros (their
-        scores are masked).
+    def column_windows(self, frames: list[torch.Tensor], tx: int) -> torch.Tensor:
+        """The windows of tile column ``tx`` in G ``frames`` [C, h, w]: [nty, wh·G·ww, C], an overlapping view.
+
+        The keys the column can reach are copied once into a strip (grid row, frame, window column,
+        channels last; zeros outside the grid, whose scores are masked) in which the windows of tile row
+        ``ty`` in all G frames form one contiguous block starting at strip row ``ty·th``; its order is
+        (window row, frame, window column).
         """
-        r, C = self.reach, frames[0].shape[0]
+        C, r, th, G = frames[0].shape[0], self.reach, self.th, len(frames)
         ww = self.tw + 2 * r
-        out = frames[0].new_empty(self.ntx, self.nty * self.th + 2 * r, len(frames), ww, C)
+        lo, hi = tx * self.tw - r, tx * self.tw + self.tw + r
+        strip = frames[0].new_zeros(self.nty * th + 2 * r, G, ww, C)
         for g, frame in enumerate(frames):
-            part = frame.permute(1, 2, 0)
-            part = F.pad(part, (0, 0, r, self.ntx * self.tw - self.w + r, r, self.nty * self.th - self.h + r))
-            out[:, :, g] = part.unfold(1, ww, self.tw).permute(1, 0, 3, 2)  # rows, ntx, C, ww -> ntx, rows, ww, C
-        return out
+            part = frame[:, :, max(lo, 0) : min(hi, self.w)].permute(1, 2, 0)
+            strip[r : r + self.h, g, max(-lo, 0) : ww - max(hi - self.w, 0)] = part
+        return strip.as_strided((self.nty, self.window_cells * G, C), (th * G * ww * C, C, 1))
 
-    def windows(self, strips: torch.Tensor, tx: int) -> torch.Tensor:
-        """The [nty, wh·G·ww, C] windows of tile column ``tx``: an overlapping view into ``strips``."""
-        strip = strips[tx]
-        _, G, ww, C = strip.shape
-        wh = self.th + 2 * self.reach
-        return strip.as_strided((self.nty, wh * G * ww, C), (self.th * G * ww * C, C, 1), strip.storage_offset())
+    def column_bias(self, tx: int) -> torch.Tensor:
+        """0/-inf bias of tile column ``tx`` [nty, 1, Q, wh, 1, ww]: window shape and grid border together."""
+        wh, ww = self.th + 2 * self.reach, self.tw + 2 * self.reach
+        bias = self.offset_bias.view(1, self.cells, wh, ww) + self.outside_bias[tx].view(self.nty, 1, wh, ww)
+        return bias.view(self.nty, 1, self.cells, wh, 1, ww)
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """How one target frame is cut to fit the memory budget."""
+    """How a block of target frames is cut to fit the memory budget."""
 
-    rows: int  # tile rows per chunk of first-frame scores
+    block: int  # target frames whose neighbours are found together
     group: int  # windowed context frames scored by one matmul
+    window_rows: int  # tile rows per matmul against windowed frames
+    full_rows: int  # tile rows per matmul against a whole (unrestricted) frame
 
 
-def _plan(tiling: _Tiling, channels: int, frames: int, itemsize: int, memory_mib: float) -> _Plan:
-    """Chunk sizes so that the largest tensors alive at once fit the budget.
+def _plan(tiling: _Tiling, channels: int, targets: int, k: int, itemsize: int, memory_mib: float) -> _Plan:
+    """Sizes such that the tensors alive at once fit the budget.
 
-    Those are a chunk of first-frame scores (tile rows against a whole frame), or the column strips of a
-    group of windowed frames plus one tile column's scores against them. One frame's strips (about 4x
-    its features at radius 12) are the floor: a smaller budget cannot split them.
+    Per target frame of a block: its column of query tiles, its running top-k (with the merge's
+    temporaries) and its neighbours. Per block: the channels-last copy of an unrestricted frame, the
+    strips of a group of windowed frames and a column of window biases. Then score chunks, cut by tile
+    rows. One tile row of one target against one frame is the floor: a smaller budget cannot split it.
     """
     budget = memory_mib * 2**20
-    q, kw, ww = tiling.th * tiling.tw, tiling.window_cells, tiling.tw + 2 * tiling.reach
-    first = tiling.ntx * q * tiling.h * tiling.w * itemsize
-    strips = tiling.ntx * (tiling.nty * tiling.th + 2 * tiling.reach) * ww * channels * itemsize
-    scores = tiling.nty * q * kw * itemsize
-    rows = max(1, min(tiling.nty, int(budget // first)))
-    return _Plan(rows, max(1, min(frames, int(budget // (strips + scores)))))
+    n, q, kw = tiling.h * tiling.w, tiling.cells, tiling.window_cells
+    per_target = tiling.nty * q * (channels * itemsize + 3 * k * (itemsize + 8)) + n * k * (itemsize + 8)
+    shared = (n * channels + tiling.nty * q * kw) * itemsize
+    block = max(1, min(MAX_BLOCK, targets, int((budget / 2 - shared) // per_target)))
+    left = max(budget - shared - block * per_target, 0)
+    strip, row_scores = tiling.strip_cells * channels * itemsize, block * q * kw * itemsize
+    group = max(1, min(MAX_GROUP, int(left // (strip + row_scores))))
+    window_rows = int((left - group * strip) // (group * row_scores))
+    full_rows = int(left // (block * q * n * itemsize))
+    return _Plan(block, group, max(1, min(tiling.nty, window_rows)), max(1, min(tiling.nty, full_rows)))
 
 
-def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return scores.topk(min(k, scores.shape[-1]), dim=-1)
+def _merge(values: torch.Tensor, indices: torch.Tensor, top: torch.Tensor, nodes: torch.Tensor, repeats: int) -> None:
+    """Fold candidates ``(top, nodes)`` (each repeated ``repeats`` times) into the running top-k, in place."""
+    k = values.shape[-1]
+    pooled, where = torch.cat([values, top.repeat_interleave(repeats, -1)], -1).topk(k, dim=-1)
+    values.copy_(pooled)
+    indices.copy_(torch.cat([indices, nodes.repeat_interleave(repeats, -1)], -1).gather(-1, where))
 
 
-def _tile_neighbours(
-    features: torch.Tensor, t: int, protocol: Protocol, tiling: _Tiling, plan: _Plan
+def _runs(counts: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(start, stop, count)`` of equal nonzero counts in ``counts``."""
+    runs, start = [], 0
+    for i in range(1, len(counts) + 1):
+        if i == len(counts) or counts[i] != counts[start]:
+            if counts[start]:
+                runs.append((start, i, counts[start]))
+            start = i
+    return runs
+
+
+def _context_of_block(targets: range, protocol: Protocol, group: int) -> tuple[list, list]:
+    """The context frames of a block of targets, as matmul groups.
+
+    Returns ``(full, windowed)``: ``full`` lists ``(frame, counts)`` of unrestricted frames, ``windowed``
+    lists ``(frames, counts)`` of up to ``group`` windowed frames that every target sees in the same
+    number of slots (``counts[b]`` for the b-th target, 0 if it does not see them).
+    """
+    counts: dict[tuple[int, bool], list[int]] = defaultdict(lambda: [0] * len(targets))
+    for b, t in enumerate(targets):
+        for s, windowed, count in context_slots(t, protocol):
+            counts[(s, windowed)][b] = count
+    full = [(s, tuple(c)) for (s, windowed), c in counts.items() if not windowed]
+    alike: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for (s, windowed), c in counts.items():
+        if windowed:
+            alike[tuple(c)].append(s)
+    windowed = [(frames[i : i + group], c) for c, frames in alike.items() for i in range(0, len(frames), group)]
+    return full, windowed
+
+
+def _block_neighbours(
+    features: torch.Tensor, targets: range, protocol: Protocol, tiling: _Tiling, plan: _Plan
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k scores and context indices (frame·N + node) of every tile cell of frame ``t``: [tiles, Q, k]."""
-    k, N, ntx = protocol.topk, tiling.h * tiling.w, tiling.ntx
-    queries = tiling.queries(features[t])  # tiles, Q, C
-    B, Q, C = queries.shape
-    values, indices = [], []
+    """Top-k scores and context indices (frame·N + node) of every node of ``targets``: each [B, N, k]."""
+    T, C, h, w = features.shape
+    N, k, B, Q, ww = h * w, protocol.topk, len(targets), tiling.cells, tiling.tw + 2 * tiling.reach
+    full, windowed = _context_of_block(targets, protocol, plan.group)
+    # whole frames are scored as [queries, C] @ [C, N] with channels-last keys: the faster layout
+    full_keys = {s: features[s].reshape(C, N).T.contiguous() for s, _ in full}
+    out_values = features.new_full((B, N, k), float("-inf"))
+    out_indices = torch.zeros(B, N, k, dtype=torch.long, device=features.device)
+    for tx in range(tiling.ntx):
+        queries = tiling.column_queries(features[targets.start : targets.stop], tx)  # nty, B, Q, C
+        values = features.new_full((tiling.nty, B, Q, k), float("-inf"))
+        indices = torch.zeros(tiling.nty, B, Q, k, dtype=torch.long, device=features.device)
+        for s, counts in full:
+            for b0, b1, count in _runs(counts):
+                for y0 in range(0, tiling.nty, plan.full_rows):
+                    y1 = min(y0 + plan.full_rows, tiling.nty)
+                    scores = queries[y0:y1, b0:b1].reshape(-1, C) @ full_keys[s].T
+                    top, nodes = scores.topk(min(k, N), dim=-1)
+                    shape = (y1 - y0, b1 - b0, Q, -1)
+                    _merge(values[y0:y1, b0:b1], indices[y0:y1, b0:b1], top.view(shape), (nodes + s * N).view(shape), min(count, k))
+        bias = tiling.column_bias(tx)
+        for frames, counts in windowed:
+            G = len(frames)
+            windows = tiling.column_windows([features[s] for s in frames], tx)
+            offsets = torch.tensor(frames, device=features.device) * N
+            for b0, b1, count in _runs(counts):
+                for y0 in range(0, tiling.nty, plan.window_rows):
+                    y1 = min(y0 + plan.window_rows, tiling.nty)
+                    rows, nb = y1 - y0, b1 - b0
+                    scores = torch.bmm(queries[y0:y1, b0:b1].reshape(rows, nb * Q, C), windows[y0:y1].transpose(1, 2))
+                    scores.view(rows, nb, Q, -1, G, ww).add_(bias[y0:y1])
+                    top, pos = scores.topk(min(k, scores.shape[-1]), dim=-1)  # pos = (row · G + frame) · ww + column
+                    cells = pos // (G * ww) * ww + pos % ww
+                    nodes = tiling.key_nodes[tx, y0:y1].gather(1, cells.flatten(1)).view_as(pos) + offsets[pos // ww % G]
+                    shape = (rows, nb, Q, -1)
+                    _merge(values[y0:y1, b0:b1], indices[y0:y1, b0:b1], top.view(shape), nodes.view(shape), min(count, k))
+        cells = tiling.query_nodes[tx].reshape(-1)
+        inside = cells >= 0
+        out_values[:, cells[inside]] = values.transpose(0, 1).reshape(B, -1, k)[:, inside]
+        out_indices[:, cells[inside]] = indices.transpose(0, 1).reshape(B, -1, k)[:, inside]
+    return out_values / protocol.temperature, out_indices
 
-    def add(top: torch.Tensor, index: torch.Tensor, count: int) -> None:
-        repeats = min(count, k)  # identical slots: the dense top-k may take a node once per slot
-        values.append(top.repeat(1, 1, repeats))
-        indices.append(index.repeat(1, 1, repeats))
 
-    windowed = []
-    for s, restricted, count in context_slots(t, protocol):
-        if restricted:
-            windowed.append((s, count))
-            continue
-        keys, chunk = features[s].reshape(C, N), plan.rows * ntx  # every node of frame s
-        found = [_top(queries[i : i + chunk] @ keys, k) for i in range(0, B, chunk)]
-        add(torch.cat([top for top, _ in found]), torch.cat([nodes for _, nodes in found]) + s * N, count)
-    # frames filling one slot share a matmul and a top-k; a repeated frame is scored on its own
-    groups = [[s] for s, count in windowed if count > 1]
-    single = [s for s, count in windowed if count == 1]
-    groups += [single[i : i + plan.group] for i in range(0, len(single), plan.group)]
-    counts = dict(windowed)
-    R, kw, wh, ww = tiling.nty, tiling.window_cells, tiling.th + 2 * tiling.reach, tiling.tw + 2 * tiling.reach
-    for group in groups:
-        G = len(group)
-        strips = tiling.strips([features[s] for s in group])
-        offsets = torch.tensor([s * N for s in group], device=queries.device)
-        tops, found = [], []
-        for tx in range(ntx):
-            column = slice(tx, None, ntx)  # the tiles of tile column tx, one per tile row
-            scores = torch.bmm(queries[column], tiling.windows(strips, tx).transpose(1, 2))
-            bias = tiling.offset_bias.unsqueeze(0) + tiling.outside_bias[column].unsqueeze(1)  # R, Q, kw
-            scores.view(R, Q, wh, G, ww).add_(bias.view(R, Q, wh, 1, ww))
-            top, pos = _top(scores, k)  # pos = (window row · G + frame) · ww + window column
-            cell = pos // (G * ww) * ww + pos % ww
-            nodes = tiling.key_nodes[column].unsqueeze(1).expand(R, Q, kw).gather(2, cell)
-            found.append(offsets.expand(R, Q, G).gather(2, pos // ww % G) + nodes)
-            tops.append(top)
-        # back to tile order (tile row major): [tx, R, Q, k] -> [R, tx, Q, k]
-        add(torch.stack(tops, 1).flatten(0, 1), torch.stack(found, 1).flatten(0, 1), counts[group[0]])
-    top, pos = _top(torch.cat(values, dim=2), k)
-    return top / protocol.temperature, torch.cat(indices, dim=2).gather(2, pos)
+def _budget(features: torch.Tensor, memory_mib: float | None) -> float:
+    if memory_mib is not None:
+        return memory_mib
+    return CUDA_MEMORY_MIB if features.device.type == "cuda" else DEFAULT_MEMORY_MIB
+
+
+def _reachable_topk(t: int, protocol: Protocol, nodes: int) -> int:
+    """k' = min(topk, context slots · N): the width of the dense top-k for target ``t``."""
+    return min(protocol.topk, sum(count for _, _, count in context_slots(t, protocol)) * nodes)
 
 
 def frame_neighbours(
     features: torch.Tensor,
     t: int,
     protocol: str | Protocol = "crw",
-    memory_mib: float = DEFAULT_MEMORY_MIB,
-    _tiling: _Tiling | None = None,
+    memory_mib: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of every node of target frame ``t`` over its context: ``(scores, index)``, each [N, k'].
 
@@ -255,16 +325,11 @@ def frame_neighbours(
     """
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     T, C, h, w = features.shape
-    tiling = _tiling or _Tiling.build(h, w, protocol, features.dtype, features.device)
-    plan = _plan(tiling, C, protocol.context + 1, features.element_size(), memory_mib)
-    top, idx = _tile_neighbours(features, t, protocol, tiling, plan)
-    nodes = tiling.query_nodes.reshape(-1)
-    inside = nodes >= 0
-    scores = top.new_empty(h * w, top.shape[2])
-    index = idx.new_empty(h * w, idx.shape[2])
-    scores[nodes[inside]] = top.reshape(-1, top.shape[2])[inside]
-    index[nodes[inside]] = idx.reshape(-1, idx.shape[2])[inside]
-    return scores, index
+    tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
+    plan = _plan(tiling, C, 1, protocol.topk, features.element_size(), _budget(features, memory_mib))
+    scores, index = _block_neighbours(features, range(t, t + 1), protocol, tiling, plan)
+    kept = _reachable_topk(t, protocol, h * w)
+    return scores[0, :, :kept], index[0, :, :kept]
 
 
 def _check_inputs(features: torch.Tensor, first_labels: torch.Tensor) -> None:
@@ -286,13 +351,14 @@ def propagate(
     features: torch.Tensor,
     first_labels: torch.Tensor,
     protocol: str | Protocol = "crw",
-    memory_mib: float = DEFAULT_MEMORY_MIB,
+    memory_mib: float | None = None,
 ) -> torch.Tensor:
     """Soft labels ``[T, K, h, w]`` for every frame of one video, in the dtype and on the device of ``features``.
 
     ``features``: ``[T, C, h, w]`` L2-normalised; ``first_labels``: ``[K, h, w]`` soft labels of frame 0.
     Frame 0 of the output is ``first_labels``; later frames are fed back, unnormalised, as context.
-    ``memory_mib`` bounds the working memory besides the features and the returned labels.
+    ``memory_mib`` bounds the working memory besides the features and the returned labels (default:
+    :data:`DEFAULT_MEMORY_MIB` on CPU, :data:`CUDA_MEMORY_MIB` on CUDA).
     """
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     _check_inputs(features, first_labels)
@@ -301,10 +367,13 @@ def propagate(
     labels = features.new_zeros(T, K, N)
     labels[0] = first_labels.reshape(K, N).to(labels)
     tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
+    plan = _plan(tiling, C, T - 1, protocol.topk, features.element_size(), _budget(features, memory_mib))
     by_node = labels.permute(0, 2, 1)  # T, N, K view: the label vector of (frame, node)
-    for t in range(1, T):
-        scores, index = frame_neighbours(features, t, protocol, memory_mib, _tiling=tiling)
-        weights = torch.softmax(scores, dim=1)  # masked nodes (-inf) get weight exactly 0
-        context = by_node[index // N, index % N]  # N, k, K
-        labels[t] = torch.bmm(weights.unsqueeze(1), context).squeeze(1).T
+    for start in range(1, T, plan.block):
+        block = range(start, min(start + plan.block, T))
+        scores, index = _block_neighbours(features, block, protocol, tiling, plan)
+        for b, t in enumerate(block):  # in order: frame t's context labels include frames of this block
+            weights = torch.softmax(scores[b], dim=1)  # masked nodes (-inf) get weight exactly 0
+            context = by_node[index[b] // N, index[b] % N]  # N, k, K
+            labels[t] = torch.bmm(weights.unsqueeze(1), context).squeeze(1).T
     return labels.reshape(T, K, h, w)

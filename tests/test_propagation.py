@@ -21,7 +21,7 @@ from harness.bench.dense_reference import (
     topk_disagreement,
 )
 from harness.errors import HarnessError, MethodError
-from harness.propagation import context_slots, frame_neighbours, propagate
+from harness.propagation import DEFAULT_MEMORY_MIB, _plan, _Tiling, context_slots, frame_neighbours, propagate
 from harness.protocol import resolve_protocol
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -128,13 +128,17 @@ def test_engine_equals_dense_float64(family, T, h, w, K, overrides):
 
 @pytest.mark.parametrize("family", ["crw", "dino"])
 def test_memory_budget_only_changes_chunking(family):
-    """A tiny budget forces one tile row per chunk and one frame per matmul: same labels."""
-    p = resolve_protocol(family, overrides={"context": 3, "radius": 4})
-    feats, first = unit_features(5, 8, 17, 27, seed=5, smooth=2), soft_labels(3, 17, 27)
-    roomy = propagate(feats, first, p)
-    tight = propagate(feats, first, p, memory_mib=0.01)
-    assert (roomy - tight).abs().max() <= 1e-12
-    assert (roomy - propagate_dense(feats, first, p)).abs().max() <= 1e-9
+    """Budgets from tiny (one target, one frame, one tile row per matmul) to roomy: same labels."""
+    p = resolve_protocol(family, overrides={"context": 5, "radius": 4})
+    T, C, h, w = 13, 8, 17, 27
+    feats, first = unit_features(T, C, h, w, seed=5, smooth=2), soft_labels(3, h, w)
+    tiling = _Tiling.build(h, w, p, feats.dtype, feats.device)
+    budgets = [0.01, 0.25, 0.4, 1, 2, None]
+    plans = {_plan(tiling, C, T - 1, p.topk, 8, b or DEFAULT_MEMORY_MIB) for b in budgets}
+    assert len(plans) == len(budgets)  # each budget cuts the work differently
+    dense = propagate_dense(feats, first, p)
+    for budget in budgets:
+        assert (propagate(feats, first, p, memory_mib=budget) - dense).abs().max() <= 1e-9, budget
 
 
 def pixel_features(frames: int, stride: int) -> torch.Tensor:

@@ -45,15 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def smooth_features(args: argparse.Namespace, frames: int) -> torch.Tensor:
-    """Seeded unit features that vary smoothly in space and time, built frame by frame (low peak memory)."""
+    """Seeded unit features that vary smoothly in space and time, built frame by frame in reused buffers.
+
+    Building them without per-frame temporaries keeps allocator leftovers out of the peak RSS that
+    both workers are compared on.
+    """
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.channels, args.height, args.width)
     feats = torch.empty(frames, *shape, dtype=getattr(torch, args.dtype))
-    state = torch.randn(shape, generator=gen)
+    state, noise = torch.randn(shape, generator=gen), torch.empty(shape)
     for t in range(frames):
-        state = 0.9 * state + 0.45 * torch.randn(shape, generator=gen)
-        frame = torch.nn.functional.avg_pool2d(state[None], 5, stride=1, padding=2, count_include_pad=False)[0]
-        feats[t] = frame / frame.norm(dim=0, keepdim=True)
+        torch.randn(shape, generator=gen, out=noise)
+        state.mul_(0.9).add_(noise, alpha=0.45)
+        feats[t] = torch.nn.functional.avg_pool2d(state[None], 5, stride=1, padding=2, count_include_pad=False)[0]
+        feats[t].div_(feats[t].norm(dim=0, keepdim=True))
     return feats
 
 
@@ -168,6 +173,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "topk_set_disagreement": sum(disagreement) / max(compared, 1),
         "topk_set_disagreement_per_frame": disagreement,
         "targets": {"speedup": 5.0, "memory_ratio": 5.0},
+        # the memory target is read on peak RSS above the bare interpreter + torch import (features
+        # included), like CUDA's max_memory_allocated leaves out the driver and libraries; the total
+        # process ratio is reported next to it
+        "targets_met": {
+            "speedup_wall": dense["ms_per_frame"] / engine["ms_per_frame"] >= 5.0,
+            "memory_ratio_above_runtime": _above(dense, "rss_runtime_mib") / _above(engine, "rss_runtime_mib") >= 5.0,
+            "memory_ratio_total_rss": dense["peak_rss_mib"] / engine["peak_rss_mib"] >= 5.0,
+        },
     }
 
 
