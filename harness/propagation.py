@@ -92,6 +92,36 @@ def window_admits(dy: torch.Tensor, dx: torch.Tensor, protocol: Protocol) -> tor
     return (dy.abs() <= protocol.radius) & (dx.abs() <= protocol.radius)
 
 
+class _Scratch:
+    """Reusable flat buffers for the large per-chunk tensors (key strips, score chunks).
+
+    Chunks of many sizes allocated and freed in turn fragment the C allocator's heap, so the process
+    would keep several times the budget resident; serving every chunk from the same few buffers keeps
+    the resident working memory at the budget.
+    """
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.like = like
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.keys_of: int | None = None
+
+    def take(self, name: str, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A [shape] view of buffer ``name`` (contents undefined), grown if too small."""
+        size = math.prod(shape)
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < size:
+            buffer = self.buffers[name] = self.like.new_empty(size, dtype=dtype)
+        return buffer[:size].view(shape)
+
+    def channels_last(self, features: torch.Tensor, s: int) -> torch.Tensor:
+        """Frame ``s`` as [N, C] (whole frames score fastest as queries @ keys.T), kept for the next block."""
+        if self.keys_of != s:
+            C, N = features.shape[1], features.shape[2] * features.shape[3]
+            self.take("keys", N, C).copy_(features[s].reshape(C, N).T)
+            self.keys_of = s
+        return self.take("keys", features.shape[2] * features.shape[3], features.shape[1])
+
+
 @dataclass(frozen=True)
 class _Tiling:
     """Index tables of the tiled grid, built once per video (their size depends on h, w and radius only).
@@ -159,7 +189,7 @@ class _Tiling:
         part = part.reshape(B, C, self.nty, self.th, self.tw).permute(2, 0, 3, 4, 1)
         return part.reshape(self.nty, B, self.cells, C)
 
-    def column_windows(self, frames: list[torch.Tensor], tx: int) -> torch.Tensor:
+    def column_windows(self, frames: list[torch.Tensor], tx: int, scratch: _Scratch) -> torch.Tensor:
         """The windows of tile column ``tx`` in G ``frames`` [C, h, w]: [nty, wh·G·ww, C], an overlapping view.
 
         The keys the column can reach are copied once into a strip (grid row, frame, window column,
@@ -170,7 +200,7 @@ class _Tiling:
         C, r, th, G = frames[0].shape[0], self.reach, self.th, len(frames)
         ww = self.tw + 2 * r
         lo, hi = tx * self.tw - r, tx * self.tw + self.tw + r
-        strip = frames[0].new_zeros(self.nty * th + 2 * r, G, ww, C)
+        strip = scratch.take("strip", self.nty * th + 2 * r, G, ww, C).zero_()
         for g, frame in enumerate(frames):
             part = frame[:, :, max(lo, 0) : min(hi, self.w)].permute(1, 2, 0)
             strip[r : r + self.h, g, max(-lo, 0) : ww - max(hi - self.w, 0)] = part
@@ -194,23 +224,24 @@ class _Plan:
 
 
 def _plan(tiling: _Tiling, channels: int, targets: int, k: int, itemsize: int, memory_mib: float) -> _Plan:
-    """Sizes such that the tensors alive at once fit the budget.
+    """Sizes such that the buffers alive at once fit the budget.
 
-    Per target frame of a block: its column of query tiles, its running top-k (with the merge's
-    temporaries) and its neighbours. Per block: the channels-last copy of an unrestricted frame, the
-    strips of a group of windowed frames and a column of window biases. Then score chunks, cut by tile
-    rows. One tile row of one target against one frame is the floor: a smaller budget cannot split it.
+    Fixed: the channels-last copy of the unrestricted frame and a column of window biases. Per target
+    frame of a block: its column of query tiles (and their padded copy), its running top-k with the
+    merge's temporaries, and its neighbours. What is left is split between the strips of a group of
+    windowed frames and the score chunk (shared by whole-frame and windowed scores), cut by tile rows.
+    One tile row of one target against one frame is the floor: a smaller budget cannot split it.
     """
     budget = memory_mib * 2**20
     n, q, kw = tiling.h * tiling.w, tiling.cells, tiling.window_cells
-    per_target = tiling.nty * q * (channels * itemsize + 3 * k * (itemsize + 8)) + n * k * (itemsize + 8)
-    shared = (n * channels + tiling.nty * q * kw) * itemsize
-    block = max(1, min(MAX_BLOCK, targets, int((budget / 2 - shared) // per_target)))
-    left = max(budget - shared - block * per_target, 0)
+    fixed = (n * channels + tiling.nty * q * kw) * itemsize
+    per_target = tiling.nty * q * (2 * channels * itemsize + 3 * k * (itemsize + 8)) + n * k * (itemsize + 8)
+    block = max(1, min(MAX_BLOCK, targets, int((budget / 2 - fixed) // per_target)))
+    half = max(budget - fixed - block * per_target, 0) / 2
     strip, row_scores = tiling.strip_cells * channels * itemsize, block * q * kw * itemsize
-    group = max(1, min(MAX_GROUP, int(left // (strip + row_scores))))
-    window_rows = int((left - group * strip) // (group * row_scores))
-    full_rows = int(left // (block * q * n * itemsize))
+    group = max(1, min(MAX_GROUP, int(half // strip)))
+    window_rows = int(half // (group * row_scores))
+    full_rows = int(half // (block * q * n * itemsize))
     return _Plan(block, group, max(1, min(tiling.nty, window_rows)), max(1, min(tiling.nty, full_rows)))
 
 
@@ -254,16 +285,17 @@ def _context_of_block(targets: range, protocol: Protocol, group: int) -> tuple[l
 
 
 def _block_neighbours(
-    features: torch.Tensor, targets: range, protocol: Protocol, tiling: _Tiling, plan: _Plan
+    features: torch.Tensor, targets: range, protocol: Protocol, tiling: _Tiling, plan: _Plan, scratch: _Scratch
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k scores and context indices (frame·N + node) of every node of ``targets``: each [B, N, k]."""
-    T, C, h, w = features.shape
+    """Top-k scores and context indices (frame·N + node) of every node of ``targets``: each [B, N, k].
+
+    The returned tensors live in ``scratch`` and are overwritten by the next call.
+    """
+    _, C, h, w = features.shape
     N, k, B, Q, ww = h * w, protocol.topk, len(targets), tiling.cells, tiling.tw + 2 * tiling.reach
     full, windowed = _context_of_block(targets, protocol, plan.group)
-    # whole frames are scored as [queries, C] @ [C, N] with channels-last keys: the faster layout
-    full_keys = {s: features[s].reshape(C, N).T.contiguous() for s, _ in full}
-    out_values = features.new_full((B, N, k), float("-inf"))
-    out_indices = torch.zeros(B, N, k, dtype=torch.long, device=features.device)
+    out_values = scratch.take("values", B, N, k)  # every node lies in one tile: all rows get written
+    out_indices = scratch.take("indices", B, N, k, dtype=torch.long)
     for tx in range(tiling.ntx):
         queries = tiling.column_queries(features[targets.start : targets.stop], tx)  # nty, B, Q, C
         values = features.new_full((tiling.nty, B, Q, k), float("-inf"))
@@ -272,20 +304,23 @@ def _block_neighbours(
             for b0, b1, count in _runs(counts):
                 for y0 in range(0, tiling.nty, plan.full_rows):
                     y1 = min(y0 + plan.full_rows, tiling.nty)
-                    scores = queries[y0:y1, b0:b1].reshape(-1, C) @ full_keys[s].T
+                    query = queries[y0:y1, b0:b1].reshape(-1, C)
+                    scores = torch.mm(query, scratch.channels_last(features, s).T, out=scratch.take("scores", query.shape[0], N))
                     top, nodes = scores.topk(min(k, N), dim=-1)
                     shape = (y1 - y0, b1 - b0, Q, -1)
                     _merge(values[y0:y1, b0:b1], indices[y0:y1, b0:b1], top.view(shape), (nodes + s * N).view(shape), min(count, k))
         bias = tiling.column_bias(tx)
         for frames, counts in windowed:
             G = len(frames)
-            windows = tiling.column_windows([features[s] for s in frames], tx)
+            windows = tiling.column_windows([features[s] for s in frames], tx, scratch)
             offsets = torch.tensor(frames, device=features.device) * N
             for b0, b1, count in _runs(counts):
                 for y0 in range(0, tiling.nty, plan.window_rows):
                     y1 = min(y0 + plan.window_rows, tiling.nty)
                     rows, nb = y1 - y0, b1 - b0
-                    scores = torch.bmm(queries[y0:y1, b0:b1].reshape(rows, nb * Q, C), windows[y0:y1].transpose(1, 2))
+                    query = queries[y0:y1, b0:b1].reshape(rows, nb * Q, C)
+                    scores = scratch.take("scores", rows, nb * Q, windows.shape[1])
+                    torch.bmm(query, windows[y0:y1].transpose(1, 2), out=scores)
                     scores.view(rows, nb, Q, -1, G, ww).add_(bias[y0:y1])
                     top, pos = scores.topk(min(k, scores.shape[-1]), dim=-1)  # pos = (row · G + frame) · ww + column
                     cells = pos // (G * ww) * ww + pos % ww
@@ -296,7 +331,7 @@ def _block_neighbours(
         inside = cells >= 0
         out_values[:, cells[inside]] = values.transpose(0, 1).reshape(B, -1, k)[:, inside]
         out_indices[:, cells[inside]] = indices.transpose(0, 1).reshape(B, -1, k)[:, inside]
-    return out_values / protocol.temperature, out_indices
+    return out_values.div_(protocol.temperature), out_indices
 
 
 def _budget(features: torch.Tensor, memory_mib: float | None) -> float:
@@ -327,7 +362,7 @@ def frame_neighbours(
     T, C, h, w = features.shape
     tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
     plan = _plan(tiling, C, 1, protocol.topk, features.element_size(), _budget(features, memory_mib))
-    scores, index = _block_neighbours(features, range(t, t + 1), protocol, tiling, plan)
+    scores, index = _block_neighbours(features, range(t, t + 1), protocol, tiling, plan, _Scratch(features))
     kept = _reachable_topk(t, protocol, h * w)
     return scores[0, :, :kept], index[0, :, :kept]
 
@@ -369,9 +404,10 @@ def propagate(
     tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
     plan = _plan(tiling, C, T - 1, protocol.topk, features.element_size(), _budget(features, memory_mib))
     by_node = labels.permute(0, 2, 1)  # T, N, K view: the label vector of (frame, node)
+    scratch = _Scratch(features)
     for start in range(1, T, plan.block):
         block = range(start, min(start + plan.block, T))
-        scores, index = _block_neighbours(features, block, protocol, tiling, plan)
+        scores, index = _block_neighbours(features, block, protocol, tiling, plan, scratch)
         for b, t in enumerate(block):  # in order: frame t's context labels include frames of this block
             weights = torch.softmax(scores[b], dim=1)  # masked nodes (-inf) get weight exactly 0
             context = by_node[index[b] // N, index[b] % N]  # N, k, K

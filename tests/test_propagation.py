@@ -133,7 +133,7 @@ def test_memory_budget_only_changes_chunking(family):
     T, C, h, w = 13, 8, 17, 27
     feats, first = unit_features(T, C, h, w, seed=5, smooth=2), soft_labels(3, h, w)
     tiling = _Tiling.build(h, w, p, feats.dtype, feats.device)
-    budgets = [0.01, 0.25, 0.4, 1, 2, None]
+    budgets = [0.01, 0.4, 1, 2, None]
     plans = {_plan(tiling, C, T - 1, p.topk, 8, b or DEFAULT_MEMORY_MIB) for b in budgets}
     assert len(plans) == len(budgets)  # each budget cuts the work differently
     dense = propagate_dense(feats, first, p)

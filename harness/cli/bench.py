@@ -27,9 +27,10 @@ def main(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.name])
     extra = argparse.ArgumentParser(prog=f"harness bench {args.name}")
     module.add_arguments(extra)
+    extra.add_argument("--out", type=Path, default=args.out, help="report path (also accepted after NAME)")
     options = extra.parse_args(args.options)
+    out = options.out or Path(REPORT_DIR) / f"{args.name}.json"
     report = module.main(options)
-    out = args.out or Path(REPORT_DIR) / f"{args.name}.json"
     atomic_write_json(out, report)
     print(out.resolve())
     return 0
