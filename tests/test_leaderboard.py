@@ -381,3 +381,13 @@ def test_html_renders_headless_in_chromium(board: Path) -> None:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     # A blank or error page has a handful of colours; tables, text and plots give many.
     assert colours is not None and len(colours) > 50
+
+
+def test_pretraining_cell_summarises_a_recipe():
+    from harness.leaderboard.table import _pretraining_label
+
+    recipe = {"source": "harness", "step": 50, "recipe": {"name": "crw-cpu-demo", "optim": {"lr": 1e-4}}}
+    assert _pretraining_label(recipe) == "recipe crw-cpu-demo, step 50, by harness"
+    assert _pretraining_label("ImageNet-1k") == "ImageNet-1k"
+    assert _pretraining_label(None) == ""
+    assert _pretraining_label({"other": 1}) == "see record"

@@ -124,6 +124,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.worker is not None:
         return _worker(args)
     protocol = resolve_protocol(args.protocol, task="davis")
+    load_before = os.getloadavg()  # a busy machine slows the workers unevenly: read ratios with this
     with tempfile.TemporaryDirectory() as tmp:
         engine_out, dense_out = Path(tmp) / "engine.pt", Path(tmp) / "dense.pt"
         engine = _run_worker(args, "engine", args.frames, engine_out)
@@ -144,6 +145,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": args.dtype,
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "protocol": protocol.record(),
         "memory_mib_budget": args.memory_mib,
         "engine": engine,

@@ -40,6 +40,18 @@ class Group:
         return f"{self.task}-{self.protocol}-{self.protocol_hash}-{digest}"
 
 
+
+def _pretraining_label(value: Any) -> str:
+    """A short cell for a record's ``pretraining``: methods trained by the harness store the whole
+    recipe there (which belongs in the record, not in a table cell)."""
+    if not isinstance(value, dict):
+        return str(value or "")
+    recipe = value.get("recipe")
+    name = recipe.get("name") if isinstance(recipe, dict) else recipe
+    parts = [f"recipe {name}" if name else "", f"step {value['step']}" if value.get("step") is not None else "",
+             f"by {value['source']}" if value.get("source") else ""]
+    return ", ".join(p for p in parts if p) or "see record"
+
 def _relpath(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
@@ -122,7 +134,7 @@ def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> di
         "method": record["method"],
         "backbone": info.get("backbone") or "",
         "parameters": info.get("parameters"),
-        "pretraining": info.get("pretraining") or "",
+        "pretraining": _pretraining_label(info.get("pretraining")),
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha,
         "primary_metric": spec.primary,
