@@ -103,7 +103,6 @@ class _Scratch:
     def __init__(self, like: torch.Tensor) -> None:
         self.like = like
         self.buffers: dict[str, torch.Tensor] = {}
-        self.keys_of: int | None = None
 
     def take(self, name: str, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A [shape] view of buffer ``name`` (contents undefined), grown if too small."""
@@ -112,14 +111,6 @@ class _Scratch:
         if buffer is None or buffer.numel() < size:
             buffer = self.buffers[name] = self.like.new_empty(size, dtype=dtype)
         return buffer[:size].view(shape)
-
-    def channels_last(self, features: torch.Tensor, s: int) -> torch.Tensor:
-        """Frame ``s`` as [N, C] (whole frames score fastest as queries @ keys.T), kept for the next block."""
-        if self.keys_of != s:
-            C, N = features.shape[1], features.shape[2] * features.shape[3]
-            self.take("keys", N, C).copy_(features[s].reshape(C, N).T)
-            self.keys_of = s
-        return self.take("keys", features.shape[2] * features.shape[3], features.shape[1])
 
 
 @dataclass(frozen=True)
@@ -226,7 +217,7 @@ class _Plan:
 def _plan(tiling: _Tiling, channels: int, targets: int, k: int, itemsize: int, memory_mib: float) -> _Plan:
     """Sizes such that the buffers alive at once fit the budget.
 
-    Fixed: the channels-last copy of the unrestricted frame and a column of window biases. Per target
+    Fixed: a column of window biases. Per target
     frame of a block: its column of query tiles (and their padded copy), its running top-k with the
     merge's temporaries, and its neighbours. What is left is split between the strips of a group of
     windowed frames and the score chunk (shared by whole-frame and windowed scores), cut by tile rows.
@@ -234,7 +225,7 @@ def _plan(tiling: _Tiling, channels: int, targets: int, k: int, itemsize: int, m
     """
     budget = memory_mib * 2**20
     n, q, kw = tiling.h * tiling.w, tiling.cells, tiling.window_cells
-    fixed = (n * channels + tiling.nty * q * kw) * itemsize
+    fixed = tiling.nty * q * kw * itemsize
     per_target = tiling.nty * q * (2 * channels * itemsize + 3 * k * (itemsize + 8)) + n * k * (itemsize + 8)
     block = max(1, min(MAX_BLOCK, targets, int((budget / 2 - fixed) // per_target)))
     half = max(budget - fixed - block * per_target, 0) / 2
@@ -305,7 +296,7 @@ def _block_neighbours(
                 for y0 in range(0, tiling.nty, plan.full_rows):
                     y1 = min(y0 + plan.full_rows, tiling.nty)
                     query = queries[y0:y1, b0:b1].reshape(-1, C)
-                    scores = torch.mm(query, scratch.channels_last(features, s).T, out=scratch.take("scores", query.shape[0], N))
+                    scores = torch.mm(query, features[s].reshape(C, N), out=scratch.take("scores", query.shape[0], N))
                     top, nodes = scores.topk(min(k, N), dim=-1)
                     shape = (y1 - y0, b1 - b0, Q, -1)
                     _merge(values[y0:y1, b0:b1], indices[y0:y1, b0:b1], top.view(shape), (nodes + s * N).view(shape), min(count, k))
