@@ -18,7 +18,8 @@ This engine gives the same top-k as the dense computation while touching only wh
 - which nodes win depends on features only (labels are what gets fed back), so the neighbours of a
   *block* of consecutive target frames are found together: a context frame's strip is built once and
   scored against the queries of every target in the block that sees it, in one matmul. This divides
-  the copying by the block size and makes the matmuls large enough to run near peak speed;
+  the copying by the block size and makes the matmuls large enough to run near peak speed. Windowed
+  frames that the same targets see are scored a few at a time (longer score rows make top-k cheaper);
 - the top-k over the union of all context nodes is contained in the union of top-k's over any split of
   the context, so each context frame is reduced to its own top-k and merged into a running top-k. A
   frame that fills several context slots (CRW pads the queue with copies of frame 0) has its candidates
@@ -287,6 +288,7 @@ def _block_neighbours(
     full, windowed = _context_of_block(targets, protocol, plan.group)
     out_values = scratch.take("values", B, N, k)  # every node lies in one tile: all rows get written
     out_indices = scratch.take("indices", B, N, k, dtype=torch.long)
+    frame_offsets = [torch.tensor(frames, device=features.device) * N for frames, _ in windowed]
     for tx in range(tiling.ntx):
         queries = tiling.column_queries(features[targets.start : targets.stop], tx)  # nty, B, Q, C
         values = features.new_full((tiling.nty, B, Q, k), float("-inf"))
@@ -301,10 +303,9 @@ def _block_neighbours(
                     shape = (y1 - y0, b1 - b0, Q, -1)
                     _merge(values[y0:y1, b0:b1], indices[y0:y1, b0:b1], top.view(shape), (nodes + s * N).view(shape), min(count, k))
         bias = tiling.column_bias(tx)
-        for frames, counts in windowed:
+        for (frames, counts), offsets in zip(windowed, frame_offsets, strict=True):
             G = len(frames)
             windows = tiling.column_windows([features[s] for s in frames], tx, scratch)
-            offsets = torch.tensor(frames, device=features.device) * N
             for b0, b1, count in _runs(counts):
                 for y0 in range(0, tiling.nty, plan.window_rows):
                     y1 = min(y0 + plan.window_rows, tiling.nty)
