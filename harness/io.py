@@ -1,4 +1,4 @@
-"""Atomic file writing: a result is either entirely there or not there at all.
+"""File helpers: atomic writing (a result is either entirely there or not there at all), hashing, YAML reading.
 
 Every file the harness produces (records, predictions, tables, checkpoints) is written to a
 temporary name in the same folder and renamed into place, so an interrupted run never leaves a
@@ -15,6 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+import yaml
+
+from harness.errors import HarnessError
 
 TMP_PREFIX = ".tmp-"
 
@@ -77,3 +81,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_yaml(path: str | Path, what: str, error: type[HarnessError] = HarnessError) -> Any:
+    """The parsed YAML file ``path``; an unreadable file or bad syntax raises ``error`` naming the file and ``what`` it is."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise error(f"{path}: cannot read {what}: {err}") from err
+    except yaml.YAMLError as err:
+        raise error(f"{path}: {what} is not valid YAML: {err}") from err

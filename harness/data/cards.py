@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.dataroot import DATASETS_DIR
 from harness.errors import DataError, HarnessError
+from harness.io import read_yaml
 
 DOWNLOAD_METHODS = ("http", "manual")
 CHECK_KINDS = ("masks", "keypoints")
@@ -291,12 +290,7 @@ def _parse_check(f: _Fields) -> CheckSpec:
 def load_card(path: str | Path) -> Card:
     """Read and validate one card file; a YAML syntax error or a bad field names the file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise CardError(f"{path}: cannot read dataset card: {err}") from err
-    except yaml.YAMLError as err:
-        raise CardError(f"{path}: not valid YAML: {err}") from err
+    data = read_yaml(path, "dataset card", CardError)
     card = parse_card(data, str(path))
     if card.name != path.stem:
         raise CardError(f"{path}: field 'name' is {card.name!r} but the file is named {path.name!r}")

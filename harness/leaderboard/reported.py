@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
+from harness.io import read_yaml
 from harness.leaderboard.records import Run
 from harness.leaderboard.spec import TASKS
 
@@ -174,12 +173,7 @@ def _entry(raw: Any, index: int, groups: dict[str, ProtocolGroup], path: Path) -
 def load_reported(path: str | Path) -> list[ReportedEntry]:
     """Parse and validate ``reported.yaml``; any problem raises :class:`ReportedError` naming the entry."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ReportedError(f"{path}: cannot read: {err}") from err
-    except yaml.YAMLError as err:
-        raise ReportedError(f"{path}: not valid YAML: {err}") from err
+    data = read_yaml(path, "published results", ReportedError)
     if not isinstance(data, dict):
         raise ReportedError(f"{path}: top level must be a mapping with schema_version, protocol_groups, entries")
     if data.get("schema_version") != SCHEMA_VERSION:

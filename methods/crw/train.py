@@ -32,7 +32,7 @@ import torch.distributed as dist
 import yaml
 
 from harness.errors import CheckpointError, HarnessError
-from harness.io import atomic_path, atomic_write_text
+from harness.io import atomic_path, atomic_write_text, read_yaml
 from methods.crw.augment import ClipAugment
 from methods.crw.data import (
     ClipDataset,
@@ -104,10 +104,7 @@ def _load_recipe_file(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
         raise HarnessError(f"unknown recipe {name!r}.{hint} Known: {', '.join(recipe_names())}")
     if str(path) in seen:
         raise HarnessError(f"recipe {path} includes itself through `base:`")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise HarnessError(f"recipe {path} is not valid YAML: {err}") from err
+    raw = read_yaml(path, "training recipe") or {}
     if not isinstance(raw, dict):
         raise HarnessError(f"recipe {path} must be a mapping of sections")
     base_name = raw.pop("base", None)
