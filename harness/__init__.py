@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 __all__ = ["propagate", "Protocol", "resolve_protocol", "register_method", "register_task", "__version__"]
 
 _LAZY = {
-    "propagate": "harness.propagation",
-    "Protocol": "harness.protocol",
-    "resolve_protocol": "harness.protocol",
+    "propagate": "harness.engine.propagation",
+    "Protocol": "harness.engine.protocol",
+    "resolve_protocol": "harness.engine.protocol",
     "register_method": "harness.registry",
     "register_task": "harness.registry",
 }

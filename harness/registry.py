@@ -27,8 +27,8 @@ from typing import Any
 from harness.errors import HarnessError
 
 BUILTIN_METHOD_MODULES = (
-    "methods.floors",
-    "methods.timm_backbones",
+    "methods.baselines",
+    "methods.timm_models",
     "methods.effnet_lite",
     "methods.crw",
 )

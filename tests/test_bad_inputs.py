@@ -99,9 +99,9 @@ def test_unknown_sequence_suggests(root, tmp_path, capsys):
 
 
 def test_nan_features_name_method_and_frame(root, tmp_path, capsys, monkeypatch):
-    from methods import floors
+    from methods import baselines
 
-    cls = floors._pixels_class()
+    cls = baselines._pixels_class()
     original = cls.embed
 
     def broken(self, frames):
@@ -110,6 +110,6 @@ def test_nan_features_name_method_and_frame(root, tmp_path, capsys, monkeypatch)
         return out
 
     monkeypatch.setattr(cls, "embed", broken)
-    monkeypatch.setattr(floors, "_pixels_class", lambda: cls)
+    monkeypatch.setattr(baselines, "_pixels_class", lambda: cls)
     err = run_error(run_args(root, tmp_path), capsys)
     assert "pixels" in err and "frame 1" in err

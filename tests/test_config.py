@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.config import RunConfig, parse_sets
+from harness.engine.protocol import resolve_protocol
 from harness.errors import HarnessError
-from harness.protocol import resolve_protocol
 
 
 def test_parse_sets_types_and_sections():

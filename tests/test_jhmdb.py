@@ -12,9 +12,8 @@ import scipy.io
 import torch
 
 from harness.cli import main
+from harness.engine.protocol import resolve_protocol
 from harness.errors import DataError, HarnessError, PredictionError
-from harness.fixtures import make_jhmdb_clip
-from harness.protocol import resolve_protocol
 from harness.tasks.frames import resize_frames
 from harness.tasks.jhmdb import (
     NUM_JOINTS,
@@ -24,6 +23,7 @@ from harness.tasks.jhmdb import (
     to_grid,
     to_pixels,
 )
+from tests.datagen import make_jhmdb_clip
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "sample" / "jhmdb"

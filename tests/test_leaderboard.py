@@ -20,8 +20,8 @@ import yaml
 from harness.cli import main as cli_main
 from harness.errors import HarnessError
 from harness.leaderboard import build_leaderboard
+from harness.leaderboard.collect import RecordError, validate_record
 from harness.leaderboard.document import GENERATED_PREFIX
-from harness.leaderboard.records import RecordError, validate_record
 from harness.leaderboard.reported import ReportedError, load_reported
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """The propagation engine against dense label propagation (exact in float64) and against a per-node loop.
 
 Three levels, each checking the next: a plain Python loop over nodes (tiny cases) checks the dense
-reference in ``harness.bench.dense_reference``; the dense reference checks the tiled engine on random
+reference in ``harness.perf.dense_reference``; the dense reference checks the tiled engine on random
 and real features, odd grids, short and long videos, both presets.
 """
 
@@ -14,15 +14,22 @@ import numpy as np
 import pytest
 import torch
 
-from harness.bench.dense_reference import (
+from harness.engine.propagation import (
+    DEFAULT_MEMORY_MIB,
+    _plan,
+    _Tiling,
+    context_slots,
+    frame_neighbours,
+    propagate,
+)
+from harness.engine.protocol import resolve_protocol
+from harness.errors import HarnessError, MethodError
+from harness.perf.dense_reference import (
     context_frames,
     dense_topk,
     propagate_dense,
     topk_disagreement,
 )
-from harness.errors import HarnessError, MethodError
-from harness.propagation import DEFAULT_MEMORY_MIB, _plan, _Tiling, context_slots, frame_neighbours, propagate
-from harness.protocol import resolve_protocol
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BLACKSWAN = SHARED / "data" / "davis2017-layout-val10" / "JPEGImages" / "480p" / "blackswan"

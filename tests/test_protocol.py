@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.engine.protocol import Protocol, protocol_families, resolve_protocol
 from harness.errors import HarnessError
-from harness.protocol import Protocol, protocol_families, resolve_protocol
 
 
 def test_families():

@@ -22,7 +22,7 @@ from harness.errors import CheckpointError, HarnessError, MethodError
 from harness.method import IMAGENET_MEAN, IMAGENET_STD
 from harness.registry import get_method
 from methods import effnet_lite
-from methods import timm_features as tf
+from methods.timm_models import features as tf
 
 pytestmark = pytest.mark.unit
 
@@ -261,6 +261,6 @@ def test_failed_download_from_a_reachable_hub_is_an_error(monkeypatch) -> None:
 
 
 def test_registration_imports_neither_torch_nor_timm() -> None:
-    code = ("import sys, methods.timm_backbones, methods.effnet_lite; "
+    code = ("import sys, methods.timm_models, methods.effnet_lite; "
             "sys.exit(sorted({'torch', 'timm'} & set(sys.modules)) != [])")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

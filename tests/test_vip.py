@@ -12,8 +12,8 @@ from PIL import Image
 
 from harness.cli import main
 from harness.errors import DataError, PredictionError
-from harness.fixtures import IGNORE, make_vip_dataset
 from harness.tasks.vip import CLASS_NAMES, NUM_CLASSES, VipTask, labels_from_soft, soft_labels
+from tests.datagen import IGNORE, make_vip_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "sample" / "vip"

@@ -6,8 +6,8 @@ import argparse
 import importlib
 from pathlib import Path
 
-from harness.bench import BENCHMARKS, REPORT_DIR
 from harness.io import atomic_write_json
+from harness.perf import BENCHMARKS, REPORT_DIR
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

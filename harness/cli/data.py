@@ -79,7 +79,7 @@ def _download(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from harness.data.cards import find_card
     from harness.data.check import format_problems, run_check
-    from harness.dataroot import resolve_data_root
+    from harness.data.roots import resolve_data_root
 
     card = find_card(args.name)
     root, is_sample = resolve_data_root(card.default_task, args.data_root)

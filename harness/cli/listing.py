@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.protocol import protocol_families, resolve_protocol
+    from harness.engine.protocol import protocol_families, resolve_protocol
     from harness.registry import get_method, get_task, list_methods, list_tasks, method_families
 
     if args.what in ("methods", "all"):

@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.config import RunConfig, parse_sets
-    from harness.runner import run
+    from harness.runs.runner import run
 
     config = RunConfig(
         method=args.method, task=args.task, data_root=args.data_root, sequences=split_list(args.sequences),

@@ -36,10 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.config import parse_sets
-    from harness.dataroot import resolve_data_root
+    from harness.data.roots import resolve_data_root
+    from harness.engine.protocol import resolve_protocol
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
-    from harness.protocol import resolve_protocol
     from harness.registry import get_task
 
     if not args.predictions.is_dir():

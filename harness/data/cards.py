@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.dataroot import DATASETS_DIR
+from harness.data.roots import DATASETS_DIR
 from harness.errors import DataError, HarnessError
 from harness.io import read_yaml
 

@@ -20,7 +20,7 @@ import scipy.io
 
 from harness.data.cards import Card, CheckSpec, Split, SplitList, find_card
 from harness.data.images import objects, probe_image, read_error, read_labels
-from harness.dataroot import resolve_data_root
+from harness.data.roots import resolve_data_root
 from harness.errors import DataError
 
 #: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising

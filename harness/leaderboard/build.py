@@ -15,11 +15,11 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
+from harness.leaderboard.collect import Run, Skipped, load_runs
 from harness.leaderboard.document import Leaderboard, Plot
 from harness.leaderboard.html import render_html
 from harness.leaderboard.markdown import render_csv, render_markdown
 from harness.leaderboard.plots import per_sequence, score_vs_runtime
-from harness.leaderboard.records import Run, Skipped, load_runs
 from harness.leaderboard.reported import ReportedEntry, load_reported
 from harness.leaderboard.spec import task_order, task_spec
 from harness.leaderboard.table import build_frame, groups, metric_columns

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import read_yaml
-from harness.leaderboard.records import Run
+from harness.leaderboard.collect import Run
 from harness.leaderboard.spec import TASKS
 
 SCHEMA_VERSION = 1

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.leaderboard.records import Run
+from harness.leaderboard.collect import Run
 from harness.leaderboard.reported import ReportedEntry
 from harness.leaderboard.spec import TASKS, TaskSpec, task_order, task_spec
 

@@ -46,10 +46,10 @@ import scipy.io
 import torch
 from PIL import Image, ImageDraw
 
+from harness.engine.protocol import Protocol
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
 from harness.metrics import pck
-from harness.protocol import Protocol
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
 from harness.tasks.frames import read_image, resize_frames, select_sequences

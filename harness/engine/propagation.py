@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from harness.engine.protocol import Protocol, resolve_protocol
 from harness.errors import HarnessError, MethodError
-from harness.protocol import Protocol, resolve_protocol
 
 #: working-memory budget of one propagation on CPU (query tiles, key strips, score chunks, one block's
 #: neighbours), in MiB, besides the features and the returned labels. At DAVIS 480p, 32 MiB already

@@ -5,9 +5,9 @@ Each benchmark module exposes ``add_arguments(parser)`` and ``main(args) -> dict
 """
 
 BENCHMARKS = {
-    "scorer": "harness.bench.scorer",
-    "propagation": "harness.bench.propagation",
-    "train": "harness.bench.train",
-    "adapt": "harness.bench.adapt",
+    "scorer": "harness.perf.scorer",
+    "propagation": "harness.perf.propagation",
+    "train": "harness.perf.train",
+    "adapt": "harness.perf.adapt",
 }
 REPORT_DIR = "results/bench"

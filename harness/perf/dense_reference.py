@@ -3,7 +3,7 @@
 It builds each target frame's context as an explicit list of frames (CRW's padding copies of frame 0
 included), scores every target node against *every* context node — the full ``(n+1)·N × N`` affinity —
 masks the window, and takes top-k, softmax and the weighted label sum. It shares no code with
-:mod:`harness.propagation`: it is the yardstick the engine is tested against (tests) and measured
+:mod:`harness.engine.propagation`: it is the yardstick the engine is tested against (tests) and measured
 against (``harness bench propagation``).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.protocol import Protocol
+from harness.engine.protocol import Protocol
 
 
 def context_frames(t: int, protocol: Protocol) -> list[tuple[int, bool]]:

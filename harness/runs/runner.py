@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from harness.config import RunConfig
 from harness.data.check import require_valid
-from harness.dataroot import resolve_data_root
+from harness.data.roots import resolve_data_root
+from harness.engine.propagation import propagate
+from harness.engine.protocol import Protocol, resolve_protocol
 from harness.errors import HarnessError
 from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
 from harness.method import Method
-from harness.propagation import propagate
-from harness.protocol import Protocol, resolve_protocol
-from harness.record import REPO_ROOT, SCHEMA_VERSION, environment, now_iso, peak_rss_mib
 from harness.registry import get_method, get_task
+from harness.runs.record import REPO_ROOT, SCHEMA_VERSION, environment, now_iso, peak_rss_mib
 from harness.tasks.base import Sequence, Task
 
 RUNS_DIR = REPO_ROOT / "results" / "runs"

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.errors import DataError
 
 #: the repository's ``datasets/`` folder: dataset cards and the shipped real sample
-DATASETS_DIR = Path(__file__).resolve().parents[1] / "datasets"
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 SAMPLE_DIR = DATASETS_DIR / "sample"
 #: a lone subfolder of one of these names is entered automatically
 WRAPPER_NAMES = ("DAVIS", "DAVIS2017", "DAVIS2016", "JHMDB", "VIP")

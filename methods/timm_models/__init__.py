@@ -8,7 +8,7 @@ warning when the hub cannot be reached). ``method.layer`` picks another feature 
 ``method.stride`` upsamples to a finer grid, ``method.norm`` toggles a ViT's final norm.
 
 Only the registration lives here, so that ``harness list`` imports neither torch nor timm; the
-network code is in :mod:`methods.timm_features`.
+network code is in :mod:`methods.timm_models.features`.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ PREFIX = "timm:"
 
 def create(name: str, config: dict[str, Any]) -> Any:
     """Build the Method for ``timm:<model>[@crw]`` under ``config`` (weights, pretrained, layer, stride, norm)."""
-    from methods.timm_features import build_timm_method
+    from methods.timm_models.features import build_timm_method
 
     return build_timm_method(name, config)
 
 
 def resolve(name: str) -> MethodEntry:
     """Registry entry for one family name; stride and width are those of the default level."""
-    from methods.timm_features import declared_shape
+    from methods.timm_models.features import declared_shape
 
     stride, dim = declared_shape(name)
     return MethodEntry(name=name, factory=lambda config: create(name, config),
-                       summary=f"timm {name.removeprefix(PREFIX)} (see methods/timm_backbones.py)", stride=stride, dim=dim)
+                       summary=f"timm {name.removeprefix(PREFIX)} (see methods/timm_models/__init__.py)", stride=stride, dim=dim)
 
 
 register_method_family(PREFIX, resolve, example="timm:<model>[@crw]  any timm model; stride-8 level where possible")

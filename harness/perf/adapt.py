@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _one_run(args: argparse.Namespace, out_dir: Path, adapt: dict[str, Any] | None) -> dict[str, Any]:
     from harness.config import SECTIONS, RunConfig
-    from harness.runner import run
+    from harness.runs.runner import run
 
     overrides: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     if adapt is not None:

@@ -1,6 +1,6 @@
 """``harness bench propagation``: the tiled engine against dense propagation at DAVIS 480p size.
 
-Each measurement runs in its own subprocess (``python -m harness.bench.propagation --worker ...``) so
+Each measurement runs in its own subprocess (``python -m harness.perf.propagation --worker ...``) so
 that its peak RSS is its own: the engine on the full video (T frames), the engine on a shorter video
 (to show that memory does not grow with length beyond the features), and the dense reference on the
 first few target frames of the same video (it is slow; its cost per frame does not depend on t, since
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from harness.bench.dense_reference import dense_topk, propagate_dense, topk_disagreement
-from harness.propagation import DEFAULT_MEMORY_MIB, frame_neighbours, propagate
-from harness.protocol import resolve_protocol
+from harness.engine.propagation import DEFAULT_MEMORY_MIB, frame_neighbours, propagate
+from harness.engine.protocol import resolve_protocol
+from harness.perf.dense_reference import dense_topk, propagate_dense, topk_disagreement
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +106,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_worker(args: argparse.Namespace, kind: str, frames: int, save: Path | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "harness.bench.propagation", "--worker", kind, "--frames", str(frames)]
+    cmd = [sys.executable, "-m", "harness.perf.propagation", "--worker", kind, "--frames", str(frames)]
     for flag in ("reference_frames", "channels", "height", "width", "labels", "protocol", "dtype", "memory_mib", "seed"):
         cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if save is not None:

@@ -1,6 +1,6 @@
 """timm backbones as feature extractors: which level, which weights, which surgery.
 
-This is the heavy half of ``methods.timm_backbones`` and ``methods.effnet_lite`` (it imports torch
+This is the heavy half of ``methods.timm_models`` and ``methods.effnet_lite`` (it imports torch
 and timm), kept apart so that registering those methods costs nothing at ``harness list``.
 
 Choices that move the numbers, made explicit because published baselines differ on them:

@@ -1,0 +1,176 @@
+"""The run record's declared schema: what the runner writes and the leaderboard reads.
+
+One typed declaration (pydantic v2) serves three readers: the runner validates a record before
+writing it, the leaderboard validates every record before publishing a number from it, and
+``harness schema`` exports the same declaration as JSON Schema so tools outside the harness can
+check records without importing it. ``SCHEMA_VERSION`` is defined here and nowhere else.
+
+Version 2 (2026-11-27 issues) adds: ``run_digest``, ``data.fingerprint`` and ``data.dataset``
+(the dataset and split identified from the data itself), ``env.package_version``/``cpu_model``/
+``load_avg``, per-stage ``timing`` (``read``, ``features``, ``propagation``, ``labels``, ``write``,
+``score`` in ms/frame, ``wall_s``, ``model_load_s``) and ``smoke``. Version 1 records stay valid:
+every version-2 key is optional, and version 1's timing keys stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+
+#: the per-frame stages of a run, in the order they happen (ms/frame in ``timing.stages``)
+STAGES = ("read", "features", "propagation", "labels", "write", "score")
+
+
+class _Block(BaseModel):
+    """Blocks keep keys they do not declare: a reader of version N ignores what N+1 adds."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ProtocolBlock(_Block):
+    name: str
+    hash: str = Field(min_length=1)
+    settings: dict[str, Any]
+
+
+class CheckpointBlock(_Block):
+    path: str
+    sha256: str | None = None
+
+
+class EnvBlock(_Block):
+    python: str
+    torch: str | None = None
+    timm: str | None = None
+    numpy: str | None = None
+    platform: str | None = None
+    device: str
+    device_name: str | None = None
+    cuda: str | None = None
+    threads: int | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    # version 2
+    package_version: str | None = None
+    cpu_model: str | None = None
+    load_avg: list[float] | None = None
+
+
+class DatasetIdentity(_Block):
+    """What the data *is*, read from sequence names and object counts against the official lists."""
+
+    name: str
+    split: str | None = None
+    sequences: int
+    of_split: int | None = None
+    label: str
+
+
+class DataBlock(_Block):
+    root: str
+    sample: bool = False
+    sequences: list[str]
+    limit: int | None = None
+    # version 2
+    fingerprint: str | None = None
+    dataset: DatasetIdentity | None = None
+
+
+class TimingBlock(_Block):
+    frames: int = Field(ge=0)
+    peak_rss_mib: float | None = None
+    peak_gpu_mib: float | None = None
+    # version 1 (kept readable)
+    features_ms_per_frame: float | None = None
+    propagation_ms_per_frame: float | None = None
+    adapt_s_per_video: float | None = None
+    scoring_s: float | None = None
+    total_s: float | None = None
+    # version 2
+    stages: dict[str, float] | None = None
+    wall_s: float | None = None
+    model_load_s: float | None = None
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        unknown = sorted(set(value or {}) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        return value
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a metric must be a finite number or null, not NaN/Inf")
+    return value
+
+
+class RunRecord(_Block):
+    """One ``record.json``: one method on one task under one protocol, with what produced it."""
+
+    schema_version: Literal[1, 2]
+    method: str = Field(min_length=1)
+    task: str = Field(min_length=1)
+    protocol: ProtocolBlock
+    metrics: dict[str, float | None]
+    method_info: dict[str, Any] | None = None
+    checkpoint: CheckpointBlock | None = None
+    config: dict[str, Any] | None = None
+    env: EnvBlock | None = None
+    seed: int | None = None
+    data: DataBlock | None = None
+    started: str | None = None
+    finished: str | None = None
+    timing: TimingBlock | None = None
+    per_sequence: dict[str, dict[str, Any]] | None = None
+    per_object: dict[str, dict[str, Any]] | None = None
+    # version 2
+    run_digest: str | None = None
+    smoke: bool | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite_metrics(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        for key, number in value.items():
+            try:
+                _finite_or_none(number)
+            except ValueError as err:
+                raise ValueError(f"metrics[{key!r}]: {err}") from err
+        return value
+
+
+class RecordInvalid(ValueError):
+    """A record does not match the schema; the message names the offending key(s)."""
+
+
+def validate_record(record: Any) -> RunRecord:
+    """Check a record (a dict) against the schema; raises :class:`RecordInvalid` naming each bad key."""
+    if not isinstance(record, dict):
+        raise RecordInvalid(f"a record is a JSON object, got {type(record).__name__}")
+    try:
+        return RunRecord.model_validate(record)
+    except ValidationError as err:
+        problems = []
+        for item in err.errors():
+            where = ".".join(str(part) for part in item["loc"]) or "(record)"
+            problems.append(f"{where}: {item['msg']}")
+        raise RecordInvalid("; ".join(problems)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The record schema as JSON Schema (draft 2020-12), generated from the declaration above."""
+    schema = RunRecord.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"crwbench run record (schema_version {SCHEMA_VERSION})"
+    return schema
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
