@@ -202,3 +202,16 @@ def test_runner_adapts_on_frames_only(tmp_path: Path, checkpoint: Path, monkeypa
     for path in records:
         record = json.loads(Path(path).read_text())
         assert record["timing"]["adapt_s_per_video"] > 0
+
+
+def test_shipped_default_is_eval_only_and_adapt_says_how_to_get_a_full_checkpoint() -> None:
+    """The shipped default holds the encoder through layer3 only; --adapt on it names the training command."""
+    from harness.errors import CheckpointError
+    from methods.crw.method import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip(f"shipped default checkpoint {DEFAULT_CHECKPOINT} is absent")
+    default = CRWMethod({})
+    assert not default.checkpoint.has_training_layers
+    with pytest.raises(CheckpointError, match=r"--max-steps 50.*checkpoint\.pt"):
+        default.adapted(_moving_texture(10), {**FAST, "steps": 1}, seed=0)

@@ -224,8 +224,9 @@ def load_model_state(checkpoint: CRWCheckpoint) -> dict[str, torch.Tensor]:
     if not checkpoint.has_training_layers:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} is evaluation-only (no layer4/head weights); training on from it "
-            "(e.g. test-time adaptation) needs a full training checkpoint such as the checkpoint.pt that "
-            "`harness train` writes in its --out-dir"
+            "(e.g. test-time adaptation, --adapt) needs a full training checkpoint: make one with "
+            "`harness train --method crw --recipe crw-cpu-demo --data ../shared/data/videos --out-dir DIR "
+            "--max-steps 50` and pass --checkpoint DIR/checkpoint.pt"
         )
     check_state(checkpoint.model_state, checkpoint.path)
     return checkpoint.model_state

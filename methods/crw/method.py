@@ -20,7 +20,9 @@ from harness.method import Method, count_parameters
 from methods.crw.checkpoint import CRWCheckpoint, load_model_state, read_checkpoint
 from methods.crw.model import EVAL_LAST_STAGE, CRWNet
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "crw-cpu-demo.pt"
+#: evaluation-only (encoder through layer3, ~11 MB): what `harness run` reads; --adapt needs a
+#: full checkpoint.pt from `harness train` instead (layer4 and the head train too)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "crw-cpu-demo-eval.pt"
 EVAL_STAGES = ("conv1", "bn1", "layer1", "layer2", "layer3")
 
 
@@ -39,8 +41,8 @@ class CRWMethod(Method):
                 raise CheckpointError(f"CRW checkpoint not found: {path}")
             raise HarnessError(
                 f"no CRW checkpoint given and the default {path} does not exist: train one with "
-                "`harness train --method crw --recipe crw-cpu-demo --out-dir DIR` (it writes the default "
-                "weights) or pass --checkpoint PATH (a harness or original videowalk checkpoint)"
+                "`harness train --method crw --recipe crw-cpu-demo --data DIR --out-dir OUT` (OUT/crw-eval.pt "
+                "is such a checkpoint) or pass --checkpoint PATH (a harness or original videowalk checkpoint)"
             )
         self.checkpoint: CRWCheckpoint = read_checkpoint(path)
         self.net = CRWNet(self.checkpoint.padding)
