@@ -29,6 +29,7 @@ from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
 from harness.runs.record import REPO_ROOT, SCHEMA_VERSION, environment, now_iso, peak_rss_mib
+from harness.runs.timing import StageTimer, WarmUp, record_timing
 from harness.tasks.base import Sequence, Task
 
 RUNS_DIR = REPO_ROOT / "results" / "runs"
@@ -131,6 +132,8 @@ class Runner:
         self._clean()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.config.seed)
+        self.model_load_s: float | None = None
+        self.warm_up = WarmUp(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -143,8 +146,10 @@ class Runner:
             state = self._load_state(name)
             if state is None:
                 if method is None:
+                    loading = time.perf_counter()
                     method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
                     method = method.to(self.device)
+                    self.model_load_s = time.perf_counter() - loading
                 state = self._run_sequence(method, name, bar)
                 atomic_write_json(self._state_path(name), state)
             per_sequence[name] = state["scores"]
@@ -153,17 +158,19 @@ class Runner:
         bar.close()
         start_scoring = time.perf_counter()
         summary = self.task.aggregate(per_sequence)
-        scoring_s = sum(t["scoring_s"] for t in timings.values()) + time.perf_counter() - start_scoring
+        aggregate_s = time.perf_counter() - start_scoring
         if method is None:
             method = self.method_entry.factory({**self.config.method_config(), "device": "cpu"})
-        record = self._record(method, summary, timings, scoring_s, started, visuals)
+        record = self._record(method, summary, timings, aggregate_s, started, visuals)
         path = self.out_dir / "record.json"
         atomic_write_json(path, record)
         self._report(summary["metrics"])
         return path.resolve()
 
     def _run_sequence(self, method: Method, name: str, bar: tqdm) -> dict[str, Any]:
-        seq: Sequence = self.task.load(name)
+        timer = StageTimer(self.device)
+        with timer.stage("read"):
+            seq: Sequence = self.task.load(name)
         bar.set_postfix_str(f"{name}: {seq.num_frames} frames")
         timing: dict[str, float] = {"frames": seq.num_frames}
         if self.config.adapt:
@@ -174,21 +181,20 @@ class Runner:
             method = adapted(seq.frames, self.config.overrides.get("adapt", {}), self.config.seed)
             _sync(self.device)
             timing["adapt_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        feats = method.features(seq.frames)
-        _sync(self.device)
-        timing["features_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        first = self.task.encode(seq, tuple(feats.shape[-2:])).to(device=feats.device, dtype=feats.dtype)
-        soft = propagate(feats, first, self.protocol)
-        _sync(self.device)
-        timing["propagation_s"] = time.perf_counter() - start
+        self.warm_up(method, seq.frames)  # cuDNN autotuning of a new frame shape stays out of the timings
+        with timer.stage("features"):
+            feats = method.features(seq.frames)
+        with timer.stage("propagation"):
+            first = self.task.encode(seq, tuple(feats.shape[-2:])).to(device=feats.device, dtype=feats.dtype)
+            soft = propagate(feats, first, self.protocol)
         del feats
-        prediction = self.task.decode(seq, soft.cpu())
-        self.task.write(seq, prediction, self.out_dir)
-        start = time.perf_counter()
-        scores = self.task.score_sequence(seq, prediction)
-        timing["scoring_s"] = time.perf_counter() - start
+        with timer.stage("labels"):
+            prediction = self.task.decode(seq, soft.cpu())
+        with timer.stage("write"):
+            self.task.write(seq, prediction, self.out_dir)
+        with timer.stage("score"):
+            scores = self.task.score_sequence(seq, prediction)
+        timing.update(timer.state())
         state: dict[str, Any] = {"config_hash": self.config_hash, "scores": scores, "timing": timing}
         if self.config.visualize:
             path = self.task.visualize(seq, prediction, self.out_dir)
@@ -197,21 +203,13 @@ class Runner:
         return state
 
     def _record(self, method: Method, summary: dict[str, Any], timings: dict[str, dict[str, float]],
-                scoring_s: float, started: str, visuals: list[str]) -> dict[str, Any]:
-        frames = sum(t["frames"] for t in timings.values())
+                aggregate_s: float, started: str, visuals: list[str]) -> dict[str, Any]:
         info = method.describe()
         checkpoint = info.pop("checkpoint", None)
-        adapt_total = [t["adapt_s"] for t in timings.values() if "adapt_s" in t]
         timing = {
-            "features_ms_per_frame": 1000 * sum(t["features_s"] for t in timings.values()) / frames,
-            "propagation_ms_per_frame": 1000 * sum(t["propagation_s"] for t in timings.values()) / frames,
-            "adapt_s_per_video": sum(adapt_total) / len(adapt_total) if adapt_total else None,
-            "scoring_s": scoring_s,
-            "total_s": sum(t["features_s"] + t["propagation_s"] + t["scoring_s"] + t.get("adapt_s", 0.0)
-                           for t in timings.values()),
+            **record_timing(timings, self.model_load_s, aggregate_s),
             "peak_rss_mib": peak_rss_mib(),
             "peak_gpu_mib": (torch.cuda.max_memory_allocated(self.device) / 2**20) if self.device.type == "cuda" else None,
-            "frames": frames,
         }
         if isinstance(checkpoint, (str, Path)):
             checkpoint = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
