@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "leaderboard": ("harness.cli.leaderboard", "build tables and plots from run records"),
     "data": ("harness.cli.data", "download and check datasets"),
     "bench": ("harness.cli.bench", "run a benchmark and write a JSON report"),
+    "schema": ("harness.cli.schema", "print the run-record JSON Schema or check records against it"),
 }
 
 

@@ -9,7 +9,6 @@ broken run must not hide the other runs, and it must not vanish silently either.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +16,10 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.leaderboard.spec import TASKS
+from harness.runs.schema import RecordInvalid
+from harness.runs.schema import validate_record as validate_schema
 
-SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
-
-_REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "schema_version": int,
-    "method": str,
-    "task": str,
-    "protocol": dict,
-    "metrics": dict,
-}
-# Blocks that may be absent (older or partial runners) but must have the right shape when present.
-_OPTIONAL_DICTS = ("method_info", "env", "data", "timing", "per_sequence", "per_object", "config")
 
 
 class RecordError(HarnessError):
@@ -78,62 +68,16 @@ def find_record_files(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_metrics(metrics: dict[str, Any], where: str) -> None:
-    """Metrics are fractions or null (a task may leave a metric undefined, e.g. no visible joint)."""
-    for key, value in metrics.items():
-        if value is None:
-            continue
-        if not _is_number(value):
-            raise RecordError(f"{where}[{key!r}] is {value!r}, not a finite number or null")
-        # Decays may be negative; anything beyond 1 in magnitude is a percentage written by mistake.
-        if not -1.0 <= value <= 1.0:
-            raise RecordError(f"{where}[{key!r}] = {value} is not a fraction in [-1, 1] (percent?)")
-
-
 def validate_record(data: Any) -> dict[str, Any]:
-    """Return ``data`` if it is a usable schema-1 record, else raise :class:`RecordError`."""
-    if not isinstance(data, dict):
-        raise RecordError(f"top level is {type(data).__name__}, not an object")
-    if "schema_version" not in data:
-        raise RecordError("missing key 'schema_version'")
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise RecordError(f"schema_version is {data['schema_version']!r}, this leaderboard reads {SCHEMA_VERSION}")
-    missing = [key for key in _REQUIRED if key not in data]
-    if missing:
-        raise RecordError(f"missing key(s) {', '.join(map(repr, missing))}")
-    for key, kind in _REQUIRED.items():
-        if not isinstance(data[key], kind) or isinstance(data[key], bool):
-            raise RecordError(f"{key!r} is {type(data[key]).__name__}, expected {getattr(kind, '__name__', kind)}")
-    for key in ("name", "hash"):
-        if not isinstance(data["protocol"].get(key), str) or not data["protocol"][key]:
-            raise RecordError(f"protocol.{key} is missing or not a non-empty string")
-    for key in _OPTIONAL_DICTS:
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise RecordError(f"{key!r} is {type(data[key]).__name__}, expected an object")
-    checkpoint = data.get("checkpoint")
-    if checkpoint is not None and not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("sha256"), str)):
-        raise RecordError("'checkpoint' must be null or an object with a 'sha256' string")
-    if not data["metrics"]:
-        raise RecordError("'metrics' is empty")
-    _check_metrics(data["metrics"], "metrics")
+    """Return ``data`` if the schema (:mod:`harness.runs.schema`) accepts it and it has its task's
+    ranking metric, else raise :class:`RecordError` naming the key."""
+    try:
+        validate_schema(data)
+    except RecordInvalid as err:
+        raise RecordError(str(err)) from None
     spec = TASKS.get(data["task"])
     if spec is not None and data["metrics"].get(spec.primary) is None:
         raise RecordError(f"metrics lack the primary metric {spec.primary!r} of task {data['task']!r}")
-    # Per-sequence blocks also carry counts and confusion matrices; only their shape is checked here,
-    # the plots pick the fraction-valued keys.
-    for seq, values in (data.get("per_sequence") or {}).items():
-        if not isinstance(values, dict):
-            raise RecordError(f"per_sequence[{seq!r}] is not an object")
-    for key, value in (data.get("timing") or {}).items():
-        if value is not None and not _is_number(value):
-            raise RecordError(f"timing[{key!r}] is {value!r}, not a number or null")
-    visuals = data.get("visualizations")
-    if visuals is not None and not (isinstance(visuals, list) and all(isinstance(v, str) for v in visuals)):
-        raise RecordError("'visualizations' must be a list of relative paths")
     return data
 
 

@@ -1,6 +1,6 @@
 """Run records: one JSON per (method, task, protocol, checkpoint), the only source tables are built from.
 
-The schema is fixed in ``shared/design/CONVENTIONS.md``; bump ``SCHEMA_VERSION`` when it changes.
+The keys are declared once, in :mod:`harness.runs.schema` (with ``SCHEMA_VERSION``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

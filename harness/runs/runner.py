@@ -28,7 +28,8 @@ from harness.errors import HarnessError
 from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
-from harness.runs.record import REPO_ROOT, SCHEMA_VERSION, environment, now_iso, peak_rss_mib
+from harness.runs.record import REPO_ROOT, environment, now_iso, peak_rss_mib
+from harness.runs.schema import SCHEMA_VERSION, validate_record
 from harness.runs.timing import StageTimer, WarmUp, record_timing
 from harness.tasks.base import Sequence, Task
 
@@ -163,6 +164,7 @@ class Runner:
             method = self.method_entry.factory({**self.config.method_config(), "device": "cpu"})
         record = self._record(method, summary, timings, aggregate_s, started, visuals)
         path = self.out_dir / "record.json"
+        validate_record(record)  # a record the leaderboard would refuse is a runner bug: never write one
         atomic_write_json(path, record)
         self._report(summary["metrics"])
         return path.resolve()

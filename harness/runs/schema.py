@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 SCHEMA_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
@@ -83,7 +91,7 @@ class DataBlock(_Block):
 
 
 class TimingBlock(_Block):
-    frames: int = Field(ge=0)
+    frames: int | None = Field(default=None, ge=0)  # absent in hand-made or partial records
     peak_rss_mib: float | None = None
     peak_gpu_mib: float | None = None
     # version 1 (kept readable)
@@ -106,10 +114,17 @@ class TimingBlock(_Block):
         return value
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
+def _fraction(value: float) -> float:
+    """Metrics are fractions (CONVENTIONS.md); decays may be negative, beyond 1 is a percentage by mistake."""
+    if not math.isfinite(value):
         raise ValueError("a metric must be a finite number or null, not NaN/Inf")
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"{value} is not a fraction in [-1, 1] (percent?)")
     return value
+
+
+#: a metric value: a finite fraction; JSON Schema readers get the same bounds
+Fraction = Annotated[float, AfterValidator(_fraction), WithJsonSchema({"type": "number", "minimum": -1, "maximum": 1})]
 
 
 class RunRecord(_Block):
@@ -119,7 +134,7 @@ class RunRecord(_Block):
     method: str = Field(min_length=1)
     task: str = Field(min_length=1)
     protocol: ProtocolBlock
-    metrics: dict[str, float | None]
+    metrics: dict[str, Fraction | None] = Field(min_length=1)
     method_info: dict[str, Any] | None = None
     checkpoint: CheckpointBlock | None = None
     config: dict[str, Any] | None = None
@@ -134,16 +149,7 @@ class RunRecord(_Block):
     # version 2
     run_digest: str | None = None
     smoke: bool | None = None
-
-    @field_validator("metrics")
-    @classmethod
-    def _finite_metrics(cls, value: dict[str, float | None]) -> dict[str, float | None]:
-        for key, number in value.items():
-            try:
-                _finite_or_none(number)
-            except ValueError as err:
-                raise ValueError(f"metrics[{key!r}]: {err}") from err
-        return value
+    visualizations: list[str] | None = None
 
 
 class RecordInvalid(ValueError):
@@ -153,14 +159,17 @@ class RecordInvalid(ValueError):
 def validate_record(record: Any) -> RunRecord:
     """Check a record (a dict) against the schema; raises :class:`RecordInvalid` naming each bad key."""
     if not isinstance(record, dict):
-        raise RecordInvalid(f"a record is a JSON object, got {type(record).__name__}")
+        raise RecordInvalid(f"top level is {type(record).__name__}, not an object")
     try:
         return RunRecord.model_validate(record)
     except ValidationError as err:
         problems = []
         for item in err.errors():
             where = ".".join(str(part) for part in item["loc"]) or "(record)"
-            problems.append(f"{where}: {item['msg']}")
+            if item["type"] == "missing":
+                problems.append(f"missing key {where!r}")
+            else:
+                problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
         raise RecordInvalid("; ".join(problems)) from None
 
 
