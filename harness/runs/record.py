@@ -5,6 +5,8 @@ The keys are declared once, in :mod:`harness.runs.schema` (with ``SCHEMA_VERSION
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import platform
 import resource
 import subprocess
@@ -26,16 +28,51 @@ def peak_rss_mib() -> float:
     return round(peak / 1024 if sys.platform != "darwin" else peak / 2**20, 1)
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    """Commit of the harness checkout and whether it has uncommitted changes (None outside git)."""
+#: what the code of a run is: only these paths make a record's code "dirty" (results, docs and
+#: records do not, so re-measuring or rebuilding the leaderboard never taints the next record)
+SOURCE_PATHS = ("harness", "methods", "pyproject.toml")
+
+
+def git_state(root: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
+    """Commit of the harness checkout and whether its *source* (:data:`SOURCE_PATHS`, tracked or
+    new untracked files) differs from it (None outside git)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return commit, bool(dirty)
     except (OSError, subprocess.SubprocessError):
         return None, None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere): "cpu" alone
+    cannot tell a laptop from a server, and runtimes are compared only on the same device."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def package_version() -> str | None:
+    """The installed crwbench version (None when run from a checkout that was never installed)."""
+    try:
+        return importlib.metadata.version("crwbench")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def load_average() -> list[float] | None:
+    """1-, 5- and 15-minute load averages: a CPU timing means little without the load it ran under."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def environment(device: Any) -> dict[str, Any]:
@@ -58,9 +95,12 @@ def environment(device: Any) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if on_cuda else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name(device) if on_cuda else cpu_model(),
+        "cpu_model": cpu_model(),
         "cuda": torch.version.cuda if on_cuda else None,
         "threads": torch.get_num_threads(),
+        "package_version": package_version(),
+        "load_avg": load_average(),
         "git_commit": commit,
         "git_dirty": dirty,
     }
