@@ -169,7 +169,8 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 def parse_card(data: Any, source: str = "<dict>") -> Card:
     """Validate a card's parsed YAML and build a :class:`Card`; errors name ``source`` and the field."""
     top = _Fields(data, source, "")
-    top.unknown({"name", "title", "tasks", "homepage", "license", "citation", "note", "download", "layout", "check"})
+    top.unknown({"name", "title", "tasks", "homepage", "license", "citation", "note", "download", "layout", "check",
+                 "official"})  # official: split lists read by harness/data/identify.py
     name = top.get("name", str)
     citation = top.get("citation", str)
     if not citation.lstrip().startswith("@"):

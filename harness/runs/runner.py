@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from harness.config import RunConfig
 from harness.data.check import require_valid
+from harness.data.identify import describe_run_data
 from harness.data.roots import resolve_data_root
 from harness.engine.propagation import propagate
 from harness.engine.protocol import Protocol, resolve_protocol
@@ -232,6 +233,9 @@ class Runner:
             "timing": timing,
             **summary,
         }
+        # What the data is (from sequence names and object counts), and whether it is a smoke run.
+        record["data"]["dataset"], record["smoke"] = describe_run_data(
+            self.task.name, record["data"], summary.get("per_sequence"), summary.get("per_object"))
         if visuals:
             record["visualizations"] = visuals
         return record
