@@ -55,6 +55,7 @@ class RunConfig:
     visualize: bool = False
     adapt: bool = False
     seed: int = 0
+    feature_cache: str | None = None  # folder of cached features (harness.runs.feature_cache)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:

@@ -29,6 +29,7 @@ from harness.errors import HarnessError
 from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
+from harness.runs.feature_cache import cached_features
 from harness.runs.record import REPO_ROOT, environment, now_iso, peak_rss_mib
 from harness.runs.schema import SCHEMA_VERSION, validate_record
 from harness.runs.timing import StageTimer, WarmUp, record_timing
@@ -186,7 +187,7 @@ class Runner:
             timing["adapt_s"] = time.perf_counter() - start
         self.warm_up(method, seq.frames)  # cuDNN autotuning of a new frame shape stays out of the timings
         with timer.stage("features"):
-            feats = method.features(seq.frames)
+            feats = cached_features(self.config, method, seq.frames)
         with timer.stage("propagation"):
             first = self.task.encode(seq, tuple(feats.shape[-2:])).to(device=feats.device, dtype=feats.dtype)
             soft = propagate(feats, first, self.protocol)

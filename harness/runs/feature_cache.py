@@ -1,0 +1,84 @@
+"""A content-keyed cache of a method's features, for runs that only change propagation settings.
+
+Features dominate a run's cost on GPU, and a sweep over protocol knobs (top-k, context, radius)
+recomputes identical features in every cell. ``harness run --feature-cache DIR`` keeps each
+sequence's feature tensor under a key made of everything that decides it:
+
+- the method (its name, its resolved ``--set method.*`` options with any checkpoint or weights file
+  named by its sha256 rather than its path, and what the method says about itself),
+- the exact frames the method is given (a sha256 of the decoded uint8 array, so a changed file,
+  resolution policy or sequence selection can never hit a stale entry),
+- the feature precision and the device type (CPU and CUDA results differ in the last bits).
+
+A hit returns the stored tensor bit for bit, so a run from the cache scores exactly as a plain run;
+only its ``features`` timing is then the time to load the file. Runs with ``--adapt`` bypass the
+cache: their method changes per video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.config import RunConfig
+from harness.io import atomic_path, sha256_file
+from harness.method import Method
+
+KEY_VERSION = 1  # bump when the key's ingredients change
+
+
+def _method_identity(config: RunConfig, method: Method) -> dict[str, Any]:
+    options = dict(config.method_config())
+    for name in ("checkpoint", "weights"):
+        if options.get(name):
+            options[name] = sha256_file(options[name])
+    info = {k: v for k, v in method.describe().items() if k != "checkpoint"}
+    return {"method": config.method, "options": options, "info": info,
+            "stride": method.stride, "dim": method.dim}
+
+
+def cache_key(config: RunConfig, method: Method, frames: np.ndarray) -> str:
+    """sha256 over the method's identity, the frames' bytes, the precision and the device type."""
+    frames = np.ascontiguousarray(frames)
+    digest = hashlib.sha256()
+    header = {
+        "version": KEY_VERSION,
+        "method": _method_identity(config, method),
+        "frames": [list(frames.shape), str(frames.dtype)],
+        "precision": getattr(method, "precision", "fp32"),
+        "device": torch.device(method.device).type,
+    }
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    digest.update(memoryview(frames).cast("B"))
+    return digest.hexdigest()
+
+
+def _load(path: Path, device: torch.device) -> torch.Tensor | None:
+    try:
+        feats = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a truncated or foreign file is a miss, never a wrong result
+        print(f"feature cache: ignoring unreadable {path} ({err}); recomputing", file=sys.stderr)
+        return None
+    return feats if isinstance(feats, torch.Tensor) else None
+
+
+def cached_features(config: RunConfig, method: Method, frames: np.ndarray) -> torch.Tensor:
+    """``method.features(frames)``, read from ``config.feature_cache`` when it holds them, else computed and stored."""
+    if not config.feature_cache or config.adapt:
+        return method.features(frames)
+    key = cache_key(config, method, frames)
+    path = Path(config.feature_cache) / key[:2] / f"{key}.pt"
+    if path.is_file():
+        feats = _load(path, torch.device(method.device))
+        if feats is not None:
+            return feats
+    feats = method.features(frames)
+    with atomic_path(path) as tmp:
+        torch.save(feats.detach().cpu(), tmp)
+    return feats
