@@ -55,6 +55,7 @@ class RunConfig:
     visualize: bool = False
     adapt: bool = False
     seed: int = 0
+    precision: str = "fp32"  # of feature extraction: fp32, tf32 or bf16 (harness.runs.precision)
     feature_cache: str | None = None  # folder of cached features (harness.runs.feature_cache)
 
     def __post_init__(self) -> None:
@@ -67,6 +68,9 @@ class RunConfig:
                 raise HarnessError(f"{flag} {path}: no such file")
         if self.overrides.get("adapt") and not self.adapt:
             raise HarnessError("adapt.* settings given without --adapt")
+        from harness.runs.precision import check_precision  # imports torch: only when a config is built
+
+        check_precision(self.precision)
 
     def method_config(self) -> dict[str, Any]:
         config = dict(self.overrides.get("method", {}))

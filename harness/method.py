@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from harness.errors import MethodError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from harness.facts import IMAGENET_MEAN, IMAGENET_STD, MethodFacts
+from harness.runs.precision import DEFAULT_PRECISION, check_precision, feature_precision, memory_format
 
 
 class Method(ABC):
@@ -34,10 +33,19 @@ class Method(ABC):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     batch_size: int = 5
+    #: the facts the method registered with; a subclass setting ``facts`` gets stride, dim, mean, std from it
+    facts: MethodFacts | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        facts = cls.__dict__.get("facts")
+        if facts is not None:
+            cls.stride, cls.dim, cls.mean, cls.std = facts.stride, facts.dim, facts.mean, facts.std
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
         self.device = torch.device("cpu")
+        self.precision = DEFAULT_PRECISION
 
     # -- to override -------------------------------------------------------------------------
     @abstractmethod
@@ -47,6 +55,17 @@ class Method(ABC):
     def to(self, device: torch.device) -> Method:
         """Move the method's weights to ``device``; methods without weights just remember it."""
         self.device = device
+        return self
+
+    def set_precision(self, precision: str) -> Method:
+        """Extract features at ``precision`` (see :mod:`harness.runs.precision`); call after :meth:`to`.
+
+        ``bf16`` also turns the method's modules to channels-last, the layout bf16 convolutions run fastest in.
+        """
+        self.precision = check_precision(precision, self.device)
+        for module in vars(self).values():
+            if isinstance(module, torch.nn.Module):
+                module.to(memory_format=memory_format(precision))
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -59,7 +78,7 @@ class Method(ABC):
         x = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return ((x - mean) / std).contiguous(memory_format=memory_format(self.precision))
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Feature grid of a frame: ``ceil`` of the size over the stride (480×854 → 60×107 at 8)."""
@@ -80,7 +99,9 @@ class Method(ABC):
         expected = self.grid_size(height, width)
         out: list[torch.Tensor] = []
         for batch in self.batches(frames):
-            maps = self.embed(self.preprocess(batch)).float()
+            with feature_precision(self.precision, self.device):
+                maps = self.embed(self.preprocess(batch))
+            maps = maps.float()
             if tuple(maps.shape[-2:]) != expected:
                 maps = torch.nn.functional.interpolate(maps, size=expected, mode="bilinear", align_corners=False)
             out.append(maps)

@@ -101,6 +101,7 @@ def test_run_record_has_every_stage(tmp_path, capsys):
     assert set(t["stages"]) == set(STAGES) and all(v >= 0 for v in t["stages"].values())
     assert t["stages"]["features"] > 0 and t["stages"]["propagation"] > 0 and t["stages"]["read"] > 0
     assert t["model_load_s"] is not None and t["model_load_s"] >= 0
+    assert 0 <= t["read_wait_ms_per_frame"]  # reading is timed on its thread; the wait is what overlap left
     staged_s = sum(t["stages"].values()) * t["frames"] / 1000
     assert t["wall_s"] >= staged_s + t["model_load_s"]  # the wall clock contains every stage
     for key in ("features_ms_per_frame", "propagation_ms_per_frame", "scoring_s", "total_s"):

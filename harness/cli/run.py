@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--out-dir", help="where predictions and the record go (default results/runs/<task>/<method>/<protocol>-<hash>/)")
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    how.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                     help="feature extraction precision: fp32 (strict, default), tf32 or bf16 (CUDA only)")
     how.add_argument("--feature-cache", metavar="DIR", help="reuse features stored here by an earlier run with the "
                      "same method, checkpoint, frames and precision (protocol sweeps); store new ones")
     how.add_argument("--force", action="store_true", help="recompute instead of resuming")
@@ -51,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         method=args.method, task=args.task, data_root=args.data_root, sequences=split_list(args.sequences),
         limit=args.limit, protocol=args.protocol, overrides=parse_sets(args.sets), out_dir=args.out_dir,
         checkpoint=args.checkpoint, weights=args.weights, device=args.device, force=args.force,
-        visualize=args.visualize, adapt=args.adapt, seed=args.seed,
+        visualize=args.visualize, adapt=args.adapt, seed=args.seed, precision=args.precision,
         feature_cache=args.feature_cache,
     )
     print(run(config))

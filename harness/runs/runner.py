@@ -30,6 +30,8 @@ from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
 from harness.runs.feature_cache import cached_features
+from harness.runs.frames import SequenceReader
+from harness.runs.precision import check_precision
 from harness.runs.record import REPO_ROOT, environment, now_iso, peak_rss_mib
 from harness.runs.schema import SCHEMA_VERSION, validate_record
 from harness.runs.timing import StageTimer, WarmUp, record_timing
@@ -104,7 +106,7 @@ class Runner:
             "task_config": {k: v for k, v in self.task.config.items() if k != "protocol"},
             "protocol": self.protocol.record(), "data_root": str(self.data_root), "sample": self.is_sample,
             "sequences": self.sequences, "limit": c.limit, "adapt": c.adapt, "adapt_config": c.overrides.get("adapt", {}),
-            "seed": c.seed,
+            "seed": c.seed, "precision": check_precision(c.precision, self.device),
         }
 
     # -- state of finished sequences ---------------------------------------------------------
@@ -137,6 +139,7 @@ class Runner:
         torch.manual_seed(self.config.seed)
         self.model_load_s: float | None = None
         self.warm_up = WarmUp(self.device)
+        self.reader = SequenceReader(self.task.load, self.sequences)  # reads the next sequence meanwhile
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -151,7 +154,7 @@ class Runner:
                 if method is None:
                     loading = time.perf_counter()
                     method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
-                    method = method.to(self.device)
+                    method = method.to(self.device).set_precision(self.config.precision)
                     self.model_load_s = time.perf_counter() - loading
                 state = self._run_sequence(method, name, bar)
                 atomic_write_json(self._state_path(name), state)
@@ -159,6 +162,7 @@ class Runner:
             timings[name] = state["timing"]
             visuals += state.get("visualizations", [])
         bar.close()
+        self.reader.close()
         start_scoring = time.perf_counter()
         summary = self.task.aggregate(per_sequence)
         aggregate_s = time.perf_counter() - start_scoring
@@ -173,10 +177,11 @@ class Runner:
 
     def _run_sequence(self, method: Method, name: str, bar: tqdm) -> dict[str, Any]:
         timer = StageTimer(self.device)
-        with timer.stage("read"):
-            seq: Sequence = self.task.load(name)
+        seq: Sequence
+        seq, read_s, wait_s = self.reader.take(name)
+        timer.add("read", read_s)
         bar.set_postfix_str(f"{name}: {seq.num_frames} frames")
-        timing: dict[str, float] = {"frames": seq.num_frames}
+        timing: dict[str, float] = {"frames": seq.num_frames, "read_wait_s": wait_s}
         if self.config.adapt:
             adapted = getattr(method, "adapted", None)
             if adapted is None:

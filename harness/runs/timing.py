@@ -108,6 +108,8 @@ def record_timing(timings: dict[str, dict[str, float]], model_load_s: float | No
     per_frame = 1000 / max(frames, 1)
     return {
         "stages": {stage: seconds * per_frame for stage, seconds in total.items()},
+        # reading runs on its own thread, one sequence ahead: what the compute still waited for it
+        "read_wait_ms_per_frame": sum(t.get("read_wait_s", 0.0) for t in timings.values()) * per_frame,
         "wall_s": process_age_s(),
         "model_load_s": model_load_s,
         "frames": frames,
