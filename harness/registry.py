@@ -1,16 +1,20 @@
-"""Registries of methods and tasks, by name.
+"""Registries of methods, trainers and tasks, by name: the harness's one plug-in point.
 
-Registration is a decorator on a *factory* (``@register_method("crw", ...)``) that carries the
-facts ``harness list`` prints (summary, stride, dim), so listing never has to build a model.
-Modules that define methods keep heavy imports (torch models, timm) inside their factories;
+Registration is a decorator on a *factory* (``@register_method("crw", facts=FACTS, ...)``) that
+carries the facts ``harness list`` prints (summary, stride, dim), so listing never has to build a
+model. Modules that define methods keep heavy imports (torch models, timm) inside their factories;
 the registry imports them on first lookup only.
 
-Where entries come from:
-- the built-in modules named in ``BUILTIN_METHOD_MODULES`` / ``BUILTIN_TASK_MODULES``;
+Where entries come from, built-in and third-party alike:
+- every module or package directly under ``methods/`` (found with :mod:`pkgutil`: adding a method is
+  adding a file there) and every task module under ``harness/tasks/``;
 - installed packages exposing an entry point in the group ``harness.methods`` (the entry point
-  may name a module, which registers on import, or a factory, registered under the entry
-  point's name);
+  may name a module, which registers methods and trainers on import, or a factory, registered
+  under the entry point's name);
 - prefix families such as ``timm:<model>`` registered with :func:`register_method_family`.
+
+A trainable method registers its trainer beside itself with :func:`register_trainer`; nothing in
+``harness/`` names a method module.
 """
 
 from __future__ import annotations
@@ -18,26 +22,30 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
-import re
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from types import ModuleType
 from typing import Any
 
-from harness.errors import HarnessError
+from natsort import natsorted
 
-BUILTIN_METHOD_MODULES = (
-    "methods.baselines",
-    "methods.timm_models",
-    "methods.effnet_lite",
-    "methods.crw",
-)
-BUILTIN_TASK_MODULES = (
-    "harness.tasks.davis",
-    "harness.tasks.jhmdb",
-    "harness.tasks.vip",
-)
+from harness.errors import HarnessError
+from harness.facts import MethodFacts
+
+METHOD_PACKAGE = "methods"
+TASK_PACKAGE = "harness.tasks"
+#: task modules that hold shared machinery, not tasks
+_TASK_HELPERS = ("base", "frames")
 ENTRY_POINT_GROUP = "harness.methods"
+
+
+def _modules_in(package: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Modules and packages directly under ``package``, private ones (``_x``) and ``skip`` left out."""
+    root = importlib.import_module(package)
+    return sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(root.__path__)
+                  if not info.name.startswith("_") and info.name not in skip)
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,34 @@ class MethodEntry:
     name: str
     factory: Callable[..., Any]
     summary: str
-    stride: int | None = None
-    dim: int | None = None
-    trainable: bool = False
+    facts: MethodFacts = field(default_factory=MethodFacts)
     aliases: tuple[str, ...] = ()
+
+    @property
+    def stride(self) -> int | None:
+        return self.facts.stride
+
+    @property
+    def dim(self) -> int | None:
+        return self.facts.dim
+
+    @property
+    def trainable(self) -> bool:
+        return self.name in _TRAINERS.entries
+
+
+@dataclass(frozen=True)
+class TrainerEntry:
+    """A method's trainer: a module exposing ``load_recipe(name, overrides)``, ``TrainOptions`` and
+    ``train(recipe, options) -> Path`` (imported on first use, so registering costs nothing)."""
+
+    name: str
+    module: str
+    summary: str
+    aliases: tuple[str, ...] = ()
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
 
 
 @dataclass(frozen=True)
@@ -67,7 +99,7 @@ class TaskEntry:
 @dataclass
 class _Registry:
     kind: str
-    modules: tuple[str, ...]
+    discover: Callable[[], None]
     entries: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     families: dict[str, Any] = field(default_factory=dict)
@@ -82,17 +114,13 @@ class _Registry:
             self.aliases[alias] = entry.name
 
     def load(self) -> None:
-        if self.loaded:
-            return
-        self.loaded = True
-        for module in self.modules:
-            importlib.import_module(module)
-        if self.kind == "method":
-            _load_entry_points()
+        if not self.loaded:
+            self.loaded = True
+            self.discover()
 
     def names(self) -> list[str]:
         self.load()
-        return sorted(self.entries, key=_natural_key)
+        return natsorted(self.entries)
 
     def get(self, name: str) -> Any:
         self.load()
@@ -110,30 +138,40 @@ class _Registry:
         )
 
 
-_METHODS = _Registry("method", BUILTIN_METHOD_MODULES)
-_TASKS = _Registry("task", BUILTIN_TASK_MODULES)
+def _load_methods_and_trainers() -> None:
+    """Method modules register their trainers too: whichever registry is asked first, both get filled."""
+    _METHODS.loaded = _TRAINERS.loaded = True
+    for module in _modules_in(METHOD_PACKAGE):
+        importlib.import_module(module)
+    _load_entry_points()
 
 
-def _natural_key(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+def _load_tasks() -> None:
+    for module in _modules_in(TASK_PACKAGE, _TASK_HELPERS):
+        importlib.import_module(module)
+
+
+_METHODS = _Registry("method", _load_methods_and_trainers)
+_TRAINERS = _Registry("trainer", _load_methods_and_trainers)
+_TASKS = _Registry("task", _load_tasks)
 
 
 def register_method(
-    name: str,
-    *,
-    summary: str,
-    stride: int | None = None,
-    dim: int | None = None,
-    trainable: bool = False,
-    aliases: tuple[str, ...] = (),
+    name: str, *, summary: str, facts: MethodFacts | None = None, aliases: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a method factory ``factory(config: dict) -> Method`` under ``name``."""
+    """Register a method factory ``factory(config: dict) -> Method`` under ``name``, with its facts
+    (the same object the method class declares as ``facts``)."""
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _METHODS.add(MethodEntry(name, factory, summary, stride, dim, trainable, aliases))
+        _METHODS.add(MethodEntry(name, factory, summary, facts or MethodFacts(), aliases))
         return factory
 
     return decorator
+
+
+def register_trainer(name: str, module: str, *, summary: str, aliases: tuple[str, ...] = ()) -> None:
+    """Register the trainer of method ``name``: ``module`` is imported when ``harness train`` runs it."""
+    _TRAINERS.add(TrainerEntry(name, module, summary, aliases))
 
 
 def register_method_family(prefix: str, resolve: Callable[[str], MethodEntry], example: str) -> None:
@@ -175,6 +213,16 @@ def get_method(name: str) -> MethodEntry:
     return _METHODS.get(name)
 
 
+def get_trainer(name: str) -> TrainerEntry:
+    """The trainer registered beside method ``name``; unknown names suggest the closest ones."""
+    return _TRAINERS.get(name)
+
+
+def list_trainers() -> list[str]:
+    """Names of the methods that have a trainer, naturally sorted."""
+    return _TRAINERS.names()
+
+
 def get_task(name: str) -> TaskEntry:
     """Look a task up by name or alias; unknown names suggest the closest ones."""
     return _TASKS.get(name)
@@ -186,7 +234,7 @@ def list_methods(pattern: str = "*", exclude: str | None = None, trainable: bool
     if exclude:
         names = [n for n in names if not fnmatch.fnmatch(n, exclude)]
     if trainable is not None:
-        names = [n for n in names if _METHODS.entries[n].trainable == trainable]
+        names = [n for n in names if (n in list_trainers()) == trainable]
     return names
 
 

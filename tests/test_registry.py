@@ -59,7 +59,7 @@ def test_entry_point_methods_are_loaded(monkeypatch):
             return [FakeEntryPoint()]
         return real(group=group, **kw)
 
-    fresh = registry._Registry("method", registry.BUILTIN_METHOD_MODULES)
+    fresh = registry._Registry("method", lambda: None)
     monkeypatch.setattr(registry, "_METHODS", fresh)
     monkeypatch.setattr(registry.metadata, "entry_points", fake_entry_points)
     monkeypatch.setattr(registry, "_FAMILY_EXAMPLES", {})

@@ -67,8 +67,8 @@ def test_effnet_weights_classify_real_photos(effnet: torch.nn.Module, photo: str
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the real test photos) is not installed")
     image = torch.from_numpy(getattr(skimage_data, photo)()).permute(2, 0, 1)[None].float() / 255
     image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(effnet_lite.INPUT_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(effnet_lite.INPUT_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(effnet_lite.FACTS.mean).view(1, 3, 1, 1)
+    std = torch.tensor(effnet_lite.FACTS.std).view(1, 3, 1, 1)
     with torch.no_grad():
         probs = effnet((image - mean) / std).softmax(dim=1)[0]
     assert int(probs.argmax()) == label

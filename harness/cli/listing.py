@@ -23,7 +23,8 @@ def main(args: argparse.Namespace) -> int:
         for name in list_methods(args.filter):
             entry = get_method(name)
             shape = f"stride {entry.stride}, dim {entry.dim}" if entry.stride else "stride/dim per model"
-            print(f"  {name:<24} {shape:<22} {entry.summary}")
+            trains = " [trainable]" if entry.trainable else ""
+            print(f"  {name:<24} {shape:<22} {entry.summary}{trains}")
         for prefix, example in method_families().items():
             print(f"  {prefix + '<model>':<24} {'per model':<22} {example}")
     if args.what in ("tasks", "all"):

@@ -1,4 +1,7 @@
-"""``harness train``: train a trainable method from raw video; the last stdout line is the final checkpoint."""
+"""``harness train``: train a trainable method from raw video; the last stdout line is the final checkpoint.
+
+Trainers are whatever methods registered with :func:`harness.registry.register_trainer`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import argparse
 import logging
 import os
 from pathlib import Path
-
-TRAINERS = {"crw": "methods.crw.train"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to train")
-    what.add_argument("--method", required=True, choices=sorted(TRAINERS), help="trainable method")
+    what.add_argument("--method", required=True, help="trainable method (`harness list` marks them)")
     what.add_argument("--recipe", required=True, help="recipe name (methods/crw/recipes/NAME.yaml) or a YAML file")
     what.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                       help="override a recipe key, e.g. optim.lr=3e-4 (repeatable)")
@@ -46,10 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import importlib
+    from harness.registry import get_trainer
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    trainer = importlib.import_module(TRAINERS[args.method])
+    trainer = get_trainer(args.method).load()
     recipe = trainer.load_recipe(args.recipe, args.sets)
     if args.seed is not None:
         recipe["seed"] = args.seed

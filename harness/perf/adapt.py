@@ -25,6 +25,7 @@ SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default="crw", help="a method that adapts at test time (default crw)")
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="full CRW training checkpoint (layer4 + head), e.g. <train out-dir>/checkpoint.pt")
     parser.add_argument("--task", default="davis2016", help="task name (default davis2016)")
@@ -47,7 +48,7 @@ def _one_run(args: argparse.Namespace, out_dir: Path, adapt: dict[str, Any] | No
     if adapt is not None:
         overrides["adapt"] = dict(adapt)
     config = RunConfig(
-        method="crw", task=args.task, data_root=str(args.data_root), sequences=args.sequences.split(","),
+        method=args.method, task=args.task, data_root=str(args.data_root), sequences=args.sequences.split(","),
         checkpoint=str(args.checkpoint), device=args.device, adapt=adapt is not None, overrides=overrides,
         out_dir=str(out_dir), force=True, seed=args.seed,
     )
@@ -90,21 +91,22 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         adapted = [_one_run(args, Path(tmp) / f"steps-{n}", {**extra, "steps": n}) for n in steps]
     import torch
 
-    from methods.crw.adapt import resolve_settings
-    from methods.crw.checkpoint import read_checkpoint
+    from harness.registry import get_method
 
-    ckpt = read_checkpoint(args.checkpoint)
+    method = get_method(args.method).factory({"checkpoint": str(args.checkpoint), "device": "cpu"})
+    ckpt = method.describe()
     base = plain["metrics"]["J&F-Mean"]
     return {
         "benchmark": "adapt",
         "what": "J&F without and with CRW test-time adaptation (full harness runs, same checkpoint and sequences)",
-        "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256, "recipe": ckpt.recipe.get("name"),
-                       "step": ckpt.step},
+        "method": args.method,
+        "checkpoint": {**ckpt["checkpoint"], "recipe": (ckpt["pretraining"]["recipe"] or {}).get("name"),
+                       "step": ckpt["pretraining"]["step"]},
         "task": args.task,
         "sequences": args.sequences.split(","),
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
-        "settings": {str(n): resolve_settings({**extra, "steps": n}, ckpt) for n in steps},
+        "settings": {str(n): method.adapt_settings({**extra, "steps": n}) for n in steps},
         "plain": plain,
         "adapted": adapted,
         "summary": [

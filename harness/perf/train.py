@@ -27,6 +27,7 @@ DEFAULT_LOG = REPO / "results" / "train" / "crw-cpu-demo" / "metrics.jsonl"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default="crw", help="trainable method (default crw)")
     parser.add_argument("--recipe", default="crw-cpu-demo", help="recipe to time (default crw-cpu-demo)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training videos (default ../shared/data/videos)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps after the warm-up (default 4)")
@@ -83,15 +84,16 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``warmup + steps`` training steps and split the timed ones into data / forward+backward / optimizer."""
     import torch
 
-    from methods.crw.train import TrainOptions, load_recipe, train
+    from harness.registry import get_trainer
 
-    recipe = load_recipe(args.recipe, args.sets)
+    trainer = get_trainer(args.method).load()
+    recipe = trainer.load_recipe(args.recipe, args.sets)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="crw-bench-") as tmp:
         started = time.perf_counter()
-        options = TrainOptions(data=[args.data], out_dir=Path(tmp), max_steps=args.warmup + args.steps,
-                               device=args.device, progress=False)
-        train(recipe, options)
+        options = trainer.TrainOptions(data=[args.data], out_dir=Path(tmp), max_steps=args.warmup + args.steps,
+                                       device=args.device, progress=False)
+        trainer.train(recipe, options)
         total = time.perf_counter() - started
         records = read_log(Path(tmp) / "metrics.jsonl")[args.warmup :]
     if not records:
@@ -140,10 +142,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if recipe_file.is_file():
             import yaml
 
-            from methods.crw.augment import grid_nodes
+            from harness.registry import get_trainer
 
-            augment = yaml.safe_load(recipe_file.read_text())["augment"]
-            curve["chance_acc"] = 1 / grid_nodes(augment["frame_size"], augment["patch_size"], augment["patch_stride"])
+            curve["chance_acc"] = get_trainer(args.method).load().chance_accuracy(yaml.safe_load(recipe_file.read_text()))
         report["learning_curve"] = curve
     else:
         report["learning_curve"] = None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from harness.registry import register_method
+from harness.facts import MethodFacts
+from harness.registry import register_method, register_trainer
 
 _LAZY = {
     "walk_loss": "methods.crw.loss",
@@ -21,12 +22,23 @@ _LAZY = {
 }
 
 
+#: ImageNet mean/std at test time although training uses CIFAR-10's: the original's choice (method.py)
+FACTS = MethodFacts(
+    stride=8,
+    dim=256,
+    weights="weights/crw-cpu-demo-eval.pt",
+    weights_sha256="84b7bd506fd156b0900a0c88fb82cdb87addde719c02e25cf2e819d55c88458b",
+    license="MIT (code after the original videowalk release; demo weights trained by this harness)",
+    paper="Jabri, Owens, Efros. Space-Time Correspondence as a Contrastive Random Walk. NeurIPS 2020",
+)
+
+register_trainer("crw", "methods.crw.train", summary="CRW walk loss on raw video (recipes in methods/crw/recipes)")
+
+
 @register_method(
     "crw",
     summary="Contrastive Random Walk ResNet-18 (layer3, stride 8), trained by `harness train`",
-    stride=8,
-    dim=256,
-    trainable=True,
+    facts=FACTS,
 )
 def create_crw(config: dict[str, Any]) -> Any:
     """Build the CRW method from ``config`` (keys ``checkpoint``, ``device``)."""

@@ -17,12 +17,13 @@ import torch
 
 from harness.errors import CheckpointError, HarnessError
 from harness.method import Method, count_parameters
+from methods.crw import FACTS
 from methods.crw.checkpoint import CRWCheckpoint, load_model_state, read_checkpoint
 from methods.crw.model import EVAL_LAST_STAGE, CRWNet
 
 #: evaluation-only (encoder through layer3, ~11 MB): what `harness run` reads; --adapt needs a
 #: full checkpoint.pt from `harness train` instead (layer4 and the head train too)
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "crw-cpu-demo-eval.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / str(FACTS.weights)
 EVAL_STAGES = ("conv1", "bn1", "layer1", "layer2", "layer3")
 
 
@@ -30,8 +31,7 @@ class CRWMethod(Method):
     """CRW ResNet-18 encoder (stride 8), 256-d layer3 maps; the head and layer4 are training-only."""
 
     name = "crw"
-    stride = 8
-    dim = 256
+    facts = FACTS
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)

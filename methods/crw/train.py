@@ -33,7 +33,7 @@ import yaml
 
 from harness.errors import CheckpointError, HarnessError
 from harness.io import atomic_path, atomic_write_text, read_yaml
-from methods.crw.augment import ClipAugment
+from methods.crw.augment import ClipAugment, grid_nodes
 from methods.crw.data import (
     ClipDataset,
     ClipIndex,
@@ -70,6 +70,12 @@ def load_recipe(name: str, overrides: list[str] | None = None) -> dict[str, Any]
         set_key(recipe, key.strip(), yaml.safe_load(raw))
     validate_recipe(recipe)
     return recipe
+
+
+def chance_accuracy(recipe: dict[str, Any]) -> float:
+    """Cycle accuracy of a walk that guesses: one over the patches per frame (``harness bench train``)."""
+    augment = recipe["augment"]
+    return 1 / grid_nodes(augment["frame_size"], augment["patch_size"], augment["patch_stride"])
 
 
 def validate_recipe(recipe: dict[str, Any]) -> None:

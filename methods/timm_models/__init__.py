@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.facts import MethodFacts
 from harness.registry import MethodEntry, register_method_family
 
 PREFIX = "timm:"
@@ -33,7 +34,8 @@ def resolve(name: str) -> MethodEntry:
 
     stride, dim = declared_shape(name)
     return MethodEntry(name=name, factory=lambda config: create(name, config),
-                       summary=f"timm {name.removeprefix(PREFIX)} (see methods/timm_models/__init__.py)", stride=stride, dim=dim)
+                       summary=f"timm {name.removeprefix(PREFIX)} (see methods/timm_models/__init__.py)",
+                       facts=MethodFacts(stride=stride, dim=dim, license="per model (timm's hub card)"))
 
 
 register_method_family(PREFIX, resolve, example="timm:<model>[@crw]  any timm model; stride-8 level where possible")
