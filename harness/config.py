@@ -48,6 +48,7 @@ class RunConfig:
     protocol: str = "crw"
     overrides: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in SECTIONS})
     out_dir: str | None = None
+    results_dir: str | None = None
     checkpoint: str | None = None
     weights: str | None = None
     device: str = "auto"

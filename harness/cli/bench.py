@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.io import atomic_write_json
 from harness.perf import BENCHMARKS, REPORT_DIR
+from harness.resources import results_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
-    parser.add_argument("--out", type=Path, default=None, help="report path (default results/bench/NAME.json)")
+    parser.add_argument("--out", type=Path, default=None, help="report path (default RESULTS/bench/NAME.json)")
+    parser.add_argument("--results-dir", help="RESULTS: the results root (default $HARNESS_RESULTS, else ./results)")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="flags of the benchmark itself")
     parser.set_defaults(func=main)
 
@@ -29,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
     module.add_arguments(extra)
     extra.add_argument("--out", type=Path, default=args.out, help="report path (also accepted after NAME)")
     options = extra.parse_args(args.options)
-    out = options.out or Path(REPORT_DIR) / f"{args.name}.json"
+    out = options.out or results_dir(args.results_dir) / REPORT_DIR / f"{args.name}.json"
     report = module.main(options)
     atomic_write_json(out, report)
     print(out.resolve())

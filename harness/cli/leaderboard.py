@@ -7,10 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
-
-RESULTS = Path(__file__).resolve().parents[2] / "results"
-DEFAULT_RUNS = RESULTS / "runs"
-DEFAULT_REPORTED = RESULTS / "reported.yaml"
+from harness.resources import results_dir, shipped
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "paths", nargs="*", metavar="PATH", help=f"record files or folders to search (default: {DEFAULT_RUNS})"
+        "paths", nargs="*", metavar="PATH", help="record files or folders to search (default: RESULTS/runs)"
     )
-    parser.add_argument("--out-dir", default=str(RESULTS), help="where the leaderboard files go (default: the repository's results/)")
+    parser.add_argument("--results-dir", help="RESULTS: the results root (default $HARNESS_RESULTS, else ./results)")
+    parser.add_argument("--out-dir", help="where the leaderboard files go (default: RESULTS)")
     parser.add_argument(
         "--reported",
         default=None,
-        help=f"published numbers to show beside the runs (default: {DEFAULT_REPORTED} if it exists)",
+        help="published numbers to show beside the runs (default: the shipped results/reported.yaml)",
     )
     parser.add_argument("--no-reported", action="store_true", help="show reproduced runs only")
     parser.set_defaults(func=main)
@@ -46,10 +44,11 @@ def main(args: argparse.Namespace) -> int:
             reported = Path(args.reported)
             if not reported.is_file():
                 raise HarnessError(f"no such file: {reported}")
-        elif DEFAULT_REPORTED.is_file():
-            reported = DEFAULT_REPORTED
-    paths = args.paths or [DEFAULT_RUNS]
-    result = build_leaderboard(paths, args.out_dir, reported_path=reported)
+        elif shipped("reported.yaml").is_file():
+            reported = shipped("reported.yaml")
+    results = results_dir(args.results_dir)
+    paths = args.paths or [results / "runs"]
+    result = build_leaderboard(paths, args.out_dir or results, reported_path=reported)
     for skipped in result.skipped:
         print(f"harness leaderboard: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     print(f"harness leaderboard: {result.runs} run record(s), {len(result.skipped)} skipped", file=sys.stderr)

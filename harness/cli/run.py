@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     weights.add_argument("--checkpoint", help="method checkpoint (loaded with weights_only=True)")
     weights.add_argument("--weights", help="backbone weights file for timm: methods")
     how = parser.add_argument_group("how")
-    how.add_argument("--out-dir", help="where predictions and the record go (default results/runs/<task>/<method>/<protocol>-<hash>/)")
+    how.add_argument("--out-dir", help="where predictions and the record go (default RESULTS/runs/<task>/<method>/<protocol>-<hash>/)")
+    how.add_argument("--results-dir", help="RESULTS: the results root (default $HARNESS_RESULTS, else ./results)")
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     how.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
 
     config = RunConfig(
         method=args.method, task=args.task, data_root=args.data_root, sequences=split_list(args.sequences),
-        limit=args.limit, protocol=args.protocol, overrides=parse_sets(args.sets), out_dir=args.out_dir,
+        limit=args.limit, protocol=args.protocol, overrides=parse_sets(args.sets), out_dir=args.out_dir, results_dir=args.results_dir,
         checkpoint=args.checkpoint, weights=args.weights, device=args.device, force=args.force,
         visualize=args.visualize, adapt=args.adapt, seed=args.seed, precision=args.precision,
         feature_cache=args.feature_cache,

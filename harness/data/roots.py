@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 from harness.errors import DataError
+from harness.resources import shipped
 
-#: the repository's ``datasets/`` folder: dataset cards and the shipped real sample
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+#: the shipped ``datasets/`` folder (the repository's, or the installed copy's): cards and the real sample
+DATASETS_DIR = shipped("datasets")
 SAMPLE_DIR = DATASETS_DIR / "sample"
 #: a lone subfolder of one of these names is entered automatically
 WRAPPER_NAMES = ("DAVIS", "DAVIS2017", "DAVIS2016", "JHMDB", "VIP")

@@ -10,4 +10,5 @@ BENCHMARKS = {
     "train": "harness.perf.train",
     "adapt": "harness.perf.adapt",
 }
-REPORT_DIR = "results/bench"
+#: reports go to ``bench/`` under the results root (:func:`harness.resources.results_dir`)
+REPORT_DIR = "bench"

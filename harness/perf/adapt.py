@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.resources import shared_dir
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+SHARED = shared_dir()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.resources import shared_dir
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+SHARED = shared_dir()
 TARGET_RATIO = 3.5
 TOLERANCE = 1e-9
 

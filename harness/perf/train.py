@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "videos"
-DEFAULT_LOG = REPO / "results" / "train" / "crw-cpu-demo" / "metrics.jsonl"
+from harness.resources import results_dir, shared_dir
+
+REPO = Path.cwd()
+DEFAULT_DATA = shared_dir() / "data" / "videos"
+DEFAULT_LOG = results_dir() / "train" / "crw-cpu-demo" / "metrics.jsonl"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.resources import source_checkout
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,9 +35,12 @@ def peak_rss_mib() -> float:
 SOURCE_PATHS = ("harness", "methods", "pyproject.toml")
 
 
-def git_state(root: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
+def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
     """Commit of the harness checkout and whether its *source* (:data:`SOURCE_PATHS`, tracked or
-    new untracked files) differs from it (None outside git)."""
+    new untracked files) differs from it (None outside git, and for an installed copy)."""
+    root = root or source_checkout()
+    if root is None:
+        return None, None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
