@@ -7,10 +7,7 @@ the same configuration resumes where it stopped; the record is assembled from th
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,51 +20,31 @@ from harness.config import RunConfig
 from harness.data.check import require_valid
 from harness.data.identify import describe_run_data
 from harness.data.roots import resolve_data_root
+from harness.device import peak_gpu_mib, peak_rss_mib, pick_device, reset_peak_memory, sync
 from harness.engine.propagation import propagate
-from harness.engine.protocol import Protocol, resolve_protocol
+from harness.engine.protocol import resolve_protocol
 from harness.errors import HarnessError
-from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
+from harness.io import atomic_write_json, sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
+from harness.resources import results_dir
+from harness.runs.digest import fingerprint_inputs, run_out_dir
 from harness.runs.feature_cache import cached_features
 from harness.runs.frames import SequenceReader
+from harness.runs.outdir import RECORD, claim
 from harness.runs.precision import check_precision
-from harness.runs.record import REPO_ROOT, environment, now_iso, peak_rss_mib
+from harness.runs.record import environment, now_iso
 from harness.runs.schema import SCHEMA_VERSION, validate_record
+from harness.runs.state import load_state, save_state
 from harness.runs.timing import StageTimer, WarmUp, record_timing
 from harness.tasks.base import Sequence, Task
 
-RUNS_DIR = REPO_ROOT / "results" / "runs"
-STATE_DIR = ".state"
+#: default-folder root; None: ``runs/`` under :func:`harness.resources.results_dir` (./results)
+RUNS_DIR: Path | None = None
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; asking for CUDA without one is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda was asked for, but no CUDA device is available")
-    return device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def default_out_dir(task: str, method: str, protocol: Protocol, method_config: dict[str, Any]) -> Path:
-    """``results/runs/<task>/<method>/<protocol>-<hash>/``; a method run with a checkpoint, weights or
-    ``--set method.*`` gets ``<method>+<digest>`` so that differently configured runs never share a folder."""
-    safe_method = re.sub(r"[^A-Za-z0-9._@+-]+", "_", method)
-    if method_config:
-        digest = hashlib.sha256(json.dumps(method_config, sort_keys=True).encode()).hexdigest()[:8]
-        safe_method = f"{safe_method}+{digest}"
-    return RUNS_DIR / task / safe_method / f"{protocol.name}-{protocol.hash}"
 
 
 def _adapt_options(config: RunConfig) -> dict[str, Any]:
@@ -93,11 +70,11 @@ class Runner:
         self.task.config["protocol"] = self.protocol
         self.sequences = self.task.sequences()
         require_valid(self.task.name, self.data_root, self.sequences)
-        self.out_dir = (Path(config.out_dir) if config.out_dir
-                        else default_out_dir(self.task.name, config.method, self.protocol, config.method_config()))
         self.device = pick_device(config.device)
         self.resolved = self._resolved_config()
-        self.config_hash = hashlib.sha256(json.dumps(self.resolved, sort_keys=True).encode()).hexdigest()[:16]
+        self.inputs = fingerprint_inputs(self.resolved)  # data and weights by content, before any compute
+        self.out_dir = Path(config.out_dir) if config.out_dir else run_out_dir(
+            RUNS_DIR or results_dir(config.results_dir) / "runs", self.resolved, self.inputs)
 
     def _resolved_config(self) -> dict[str, Any]:
         c = self.config
@@ -109,55 +86,40 @@ class Runner:
             "seed": c.seed, "precision": check_precision(c.precision, self.device),
         }
 
-    # -- state of finished sequences ---------------------------------------------------------
-    def _state_path(self, name: str) -> Path:
-        return self.out_dir / STATE_DIR / (name.replace("/", "__") + ".json")
-
-    def _load_state(self, name: str) -> dict[str, Any] | None:
-        path = self._state_path(name)
-        if not path.is_file():
-            return None
-        try:
-            state = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
-        return state if state.get("config_hash") == self.config_hash else None
-
-    def _clean(self) -> None:
-        """``--force`` drops earlier results; leftover temporary files of a killed run always go."""
-        if self.config.force and self.out_dir.exists():
-            shutil.rmtree(self.out_dir)
-        if self.out_dir.exists():
-            for tmp in self.out_dir.rglob(TMP_PREFIX + "*"):
-                tmp.unlink()
-
     # -- the work ----------------------------------------------------------------------------
     def run(self) -> Path:
+        """Claim the output folder (refused before any compute if it is not this run's), then evaluate."""
+        with claim(self.out_dir, self.inputs.identity, force=self.config.force) as self.folder:
+            return self._run_in_folder()
+
+    def _run_in_folder(self) -> Path:
         started = now_iso()
-        self._clean()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.config.seed)
         self.model_load_s: float | None = None
         self.warm_up = WarmUp(self.device)
         self.reader = SequenceReader(self.task.load, self.sequences)  # reads the next sequence meanwhile
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            torch.cuda.reset_peak_memory_stats(self.device)
+            reset_peak_memory(self.device)
         method: Method | None = None
         per_sequence: dict[str, dict[str, Any]] = {}
         timings: dict[str, dict[str, float]] = {}
         visuals: list[str] = []
         bar = tqdm(self.sequences, desc=f"{self.config.method} on {self.task.name}", unit="seq", file=sys.stderr)
         for name in bar:
-            state = self._load_state(name)
+            state, why = load_state(self.folder, name, self.inputs.sequences[name], self.inputs.weights)
+            if why:
+                log(f"recomputing {name}: {why}")
             if state is None:
                 if method is None:
                     loading = time.perf_counter()
                     method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
                     method = method.to(self.device).set_precision(self.config.precision)
                     self.model_load_s = time.perf_counter() - loading
+                before = self.folder.snapshot(name)
                 state = self._run_sequence(method, name, bar)
-                atomic_write_json(self._state_path(name), state)
+                state = save_state(self.folder, name, state, self.inputs.sequences[name], self.inputs.weights,
+                                   self.folder.written_since(name, before))
             per_sequence[name] = state["scores"]
             timings[name] = state["timing"]
             visuals += state.get("visualizations", [])
@@ -169,7 +131,9 @@ class Runner:
         if method is None:
             method = self.method_entry.factory({**self.config.method_config(), "device": "cpu"})
         record = self._record(method, summary, timings, aggregate_s, started, visuals)
-        path = self.out_dir / "record.json"
+        record["run_digest"], record["data"]["fingerprint"] = self.inputs.identity.digest, self.inputs.data
+        path = self.out_dir / RECORD
+        self.folder.add([RECORD])  # the manifest lists the record before it exists: the record comes last
         validate_record(record)  # a record the leaderboard would refuse is a runner bug: never write one
         atomic_write_json(path, record)
         self._report(summary["metrics"])
@@ -188,7 +152,7 @@ class Runner:
                 raise HarnessError(f"method {self.config.method!r} cannot adapt at test time (it has no training step)")
             start = time.perf_counter()
             method = adapted(seq.frames, self.config.overrides.get("adapt", {}), self.config.seed)
-            _sync(self.device)
+            sync(self.device)
             timing["adapt_s"] = time.perf_counter() - start
         self.warm_up(method, seq.frames)  # cuDNN autotuning of a new frame shape stays out of the timings
         with timer.stage("features"):
@@ -204,7 +168,7 @@ class Runner:
         with timer.stage("score"):
             scores = self.task.score_sequence(seq, prediction)
         timing.update(timer.state())
-        state: dict[str, Any] = {"config_hash": self.config_hash, "scores": scores, "timing": timing}
+        state: dict[str, Any] = {"scores": scores, "timing": timing}
         if self.config.visualize:
             path = self.task.visualize(seq, prediction, self.out_dir)
             if path is not None:
@@ -218,7 +182,7 @@ class Runner:
         timing = {
             **record_timing(timings, self.model_load_s, aggregate_s),
             "peak_rss_mib": peak_rss_mib(),
-            "peak_gpu_mib": (torch.cuda.max_memory_allocated(self.device) / 2**20) if self.device.type == "cuda" else None,
+            "peak_gpu_mib": peak_gpu_mib(self.device),
         }
         if isinstance(checkpoint, (str, Path)):
             checkpoint = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}

@@ -1,0 +1,335 @@
+"""Output folders a run owns: where a run writes, which files are its own, and who may write there now.
+
+A folder belongs to one *run digest* — the hash of everything that decides a run's numbers (task,
+method and its settings, weights by content, protocol, data by content, sequences, limit, seed,
+feature precision). Its ``manifest.json`` says which digest and lists the files the run wrote, so:
+
+- the default folder ends in the digest: runs that differ in any of those never share a folder;
+- a folder holding another digest's manifest, or a record of another run without a manifest, is
+  refused before anything is computed or written (a folder with only foreign files is fine);
+- ``--force`` deletes only the files the manifest (and the run's own state files) list, never a path
+  outside the folder, so a user's figures beside the predictions survive;
+- an advisory lock (``filelock``) makes a second concurrent run into the same folder stop at once.
+  Ranks of one sharded run share it: rank 0 claims and locks, the others :func:`join` after a barrier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from glob import escape as glob_escape
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from harness.errors import HarnessError
+from harness.io import TMP_PREFIX, atomic_write_json, sha256_file
+
+MANIFEST = "manifest.json"
+RECORD = "record.json"
+STATE_DIR = ".state"
+LOCK = ".harness.lock"
+#: files of the folder's own machinery, never listed as results and never removed by ``--force``
+_MACHINERY = {MANIFEST, LOCK}
+
+
+class FolderRefused(HarnessError):
+    """An output folder that this run must not write into; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a folder belongs to: the run digest, plus the facts that let a record without one be matched."""
+
+    digest: str
+    method: str
+    task: str
+    protocol_hash: str
+    seed: int
+    sequences: tuple[str, ...]
+    limit: int | None
+    weights: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"method {self.method}, task {self.task}, run digest {self.digest}"
+
+
+def default_out_dir(runs_dir: Path, task: str, method_dir: str, protocol_dir: str, digest: str) -> Path:
+    """``<runs_dir>/<task>/<method>[+<cfg digest>]/<protocol>-<hash>/<run digest>/``."""
+    return Path(runs_dir) / task / method_dir / protocol_dir / digest
+
+
+def safe_name(name: str) -> str:
+    """A method name as a folder name (``timm:resnet18@crw`` keeps its ``@``; ``:`` becomes ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._@+-]+", "_", name)
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def require_writable_dir(path: Path, flag: str) -> None:
+    """Refuse a folder that is a file, or that cannot be created or written, before anything is computed."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FolderRefused(f"{flag} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FolderRefused(f"{flag} {path}: {existing} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is" if existing == path else f"cannot be created: {existing} is"
+        raise FolderRefused(f"{flag} {path} {what} not writable (read-only or owned by another user)")
+
+
+def require_writable_file(path: Path, flag: str) -> None:
+    """Refuse an output file path that is a folder or whose folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise HarnessError(f"{flag} {path} is a folder; name the file to write")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HarnessError(f"{flag} {path} exists and is not writable")
+    require_writable_dir(path.parent, f"{flag} {path}: its folder")
+
+
+# ----------------------------------------------------------------------------------------- ownership
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, None when there is none; an unreadable one is refused (never guessed at)."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FolderRefused(f"{path} cannot be read ({err}); move the folder away or choose another --out-dir") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("digest"), str):
+        raise FolderRefused(f"{path} is not a harness manifest; move it away or choose another --out-dir")
+    return manifest
+
+
+def record_matches(record: Any, identity: RunIdentity) -> bool:
+    """Whether a record (e.g. one written before manifests existed) is a result of ``identity``'s run."""
+    if not isinstance(record, dict):
+        return False
+    if record.get("run_digest") is not None:
+        return record["run_digest"] == identity.digest
+    data = record.get("data") or {}
+    checkpoint = record.get("checkpoint") or {}
+    sha = checkpoint.get("sha256") if isinstance(checkpoint, dict) else None
+    return (record.get("method") == identity.method and record.get("task") == identity.task
+            and (record.get("protocol") or {}).get("hash") == identity.protocol_hash
+            and record.get("seed", 0) == identity.seed
+            and list(data.get("sequences") or []) == list(identity.sequences)
+            and data.get("limit") == identity.limit
+            and sha in (None, *identity.weights.values()) and (sha is not None or not identity.weights))
+
+
+def _read_record(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _owner_check(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """Read-only: the manifest to continue from (None: start one) and files to adopt; refuses foreign results."""
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        if manifest["digest"] == identity.digest or force:
+            return manifest, []
+        raise FolderRefused(
+            f"{folder} holds the results of another run (manifest: method {manifest.get('method')}, task "
+            f"{manifest.get('task')}, run digest {manifest['digest']}; this run's is {identity.digest}). "
+            "Choose another --out-dir, or pass --force to delete that run's files (only those its manifest lists)")
+    record_path = folder / RECORD
+    if record_path.exists():
+        record = _read_record(record_path)
+        if record_matches(record, identity):
+            return None, _adoptable(folder, record)
+        raise FolderRefused(
+            f"{folder} holds a run record of another run ({record_path}: method "
+            f"{record.get('method') if isinstance(record, dict) else '?'}) and no manifest saying which files are "
+            "its, so nothing there is overwritten or deleted, even with --force. Choose another --out-dir or move it away")
+    states = folder / STATE_DIR
+    if states.is_dir() and any(states.iterdir()):
+        raise FolderRefused(f"{folder} holds resume state ({states}) of a run without a manifest; choose another "
+                            "--out-dir, or delete that folder if it is yours")
+    return None, []
+
+
+def _adoptable(folder: Path, record: dict[str, Any]) -> list[str]:
+    """Files of a matching record's run in a folder written before manifests: record, states, predictions."""
+    names = list((record.get("data") or {}).get("sequences") or [])
+    found = [RECORD]
+    for name in names:
+        for candidate in (folder / name, folder / f"{name}.npy", folder / STATE_DIR / (name.replace("/", "__") + ".json"),
+                          folder / "visualize" / f"{name}.jpg"):
+            if candidate.is_file():
+                found.append(candidate.relative_to(folder).as_posix())
+            elif candidate.is_dir():
+                found += [p.relative_to(folder).as_posix() for p in sorted(candidate.rglob("*")) if p.is_file()]
+    return found
+
+
+# ----------------------------------------------------------------------------------------- the folder
+
+
+class OutputFolder:
+    """A claimed output folder: its manifest, its lock, and what the run has written into it."""
+
+    def __init__(self, path: Path, identity: RunIdentity, lock: FileLock | None, files: Iterable[str] = ()) -> None:
+        self.path = Path(path)
+        self.identity = identity
+        self._lock = lock
+        self.files: list[str] = list(dict.fromkeys(files))
+
+    # -- manifest ----------------------------------------------------------------------------
+    def add(self, files: Iterable[str]) -> None:
+        """List files (relative paths) as this run's and rewrite the manifest (rank 0 only)."""
+        before = len(self.files)
+        self.files = list(dict.fromkeys([*self.files, *files]))
+        if len(self.files) != before or not (self.path / MANIFEST).exists():
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        if self._lock is None:
+            return  # ranks other than 0 leave the manifest to rank 0
+        atomic_write_json(self.path / MANIFEST, {"digest": self.identity.digest, "method": self.identity.method,
+                                                 "task": self.identity.task, "files": self.files})
+
+    # -- what a step wrote -------------------------------------------------------------------
+    def snapshot(self, name: str) -> dict[str, tuple[int, int, int]]:
+        """Identity (inode, size, mtime) of sequence ``name``'s result files, to see later what a step wrote.
+
+        Tasks name their outputs after the sequence (``<name>/…``, ``<name>.npy``, ``visualize/<name>.jpg``);
+        looking only there keeps this cheap and blind to other ranks' sequences.
+        """
+        out = {}
+        candidates = [self.path / name, *self.path.glob(f"{glob_escape(name)}.*"),
+                      *(self.path / "visualize").glob(f"{glob_escape(name)}.*")]
+        for top in candidates:
+            for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+                rel = path.relative_to(self.path).as_posix()
+                if path.is_file() and not _is_machinery(rel):
+                    stat = path.stat()
+                    out[rel] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        return out
+
+    def written_since(self, name: str, before: dict[str, tuple[int, int, int]]) -> dict[str, str]:
+        """Files of ``name`` created or replaced since ``before``, with their sha256 (what a state vouches for)."""
+        return {rel: sha256_file(self.path / rel) for rel, ident in sorted(self.snapshot(name).items())
+                if before.get(rel) != ident}
+
+    def unchanged(self, files: dict[str, str]) -> str | None:
+        """None when every file still has its sha256, else the first one that does not (for the log)."""
+        for rel, sha in files.items():
+            path = self.path / rel
+            if not path.is_file():
+                return f"{rel} is missing"
+            if sha256_file(path) != sha:
+                return f"{rel} was changed"
+        return None
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> OutputFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _is_machinery(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return rel in _MACHINERY or name.startswith(TMP_PREFIX)
+
+
+def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str = "--out-dir") -> OutputFolder:
+    """Make ``path`` this run's folder, or refuse with a sentence — before anything is computed.
+
+    Order matters for "refused means untouched": every check that can refuse reads only; the folder is
+    created, locked and (with ``force``) cleaned only after they pass, and checked again under the lock.
+    """
+    path = Path(path)
+    require_writable_dir(path, flag)
+    if path.is_dir():
+        _owner_check(path, identity, force)
+    path.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderRefused(f"another harness run is writing into {path} right now (it holds {path / LOCK}); "
+                            "wait for it to finish or choose another --out-dir") from None
+    try:
+        manifest, adopted = _owner_check(path, identity, force)
+        files = list((manifest or {}).get("files") or []) + adopted
+        if force:
+            remove_listed(path, files + _state_listed(path))
+            files = []
+        elif manifest is not None and manifest["digest"] != identity.digest:
+            files = []
+        for tmp in path.rglob(TMP_PREFIX + "*"):  # half-written files of a killed run of ours
+            if tmp.is_file():
+                tmp.unlink()
+        folder = OutputFolder(path, identity, lock, files)
+        folder._write_manifest()
+        return folder
+    except BaseException:
+        lock.release()
+        raise
+
+
+def join(path: Path, identity: RunIdentity) -> OutputFolder:
+    """A folder rank 0 of the same sharded run has claimed (call after a barrier); no lock, no manifest writes."""
+    manifest = read_manifest(Path(path))
+    if manifest is None or manifest["digest"] != identity.digest:
+        raise HarnessError(f"{path} was not claimed by rank 0 of this run (run digest {identity.digest})")
+    return OutputFolder(Path(path), identity, None, manifest.get("files") or [])
+
+
+def _state_listed(folder: Path) -> list[str]:
+    """State files of the run and the prediction files each one lists (a killed run's manifest may lag)."""
+    out = []
+    states = folder / STATE_DIR
+    for path in sorted(states.glob("*.json")) if states.is_dir() else []:
+        out.append(path.relative_to(folder).as_posix())
+        state = _read_record(path)
+        if isinstance(state, dict) and isinstance(state.get("files"), dict):
+            out += list(state["files"])
+    return out
+
+
+def remove_listed(folder: Path, files: Iterable[str]) -> list[str]:
+    """Delete the listed files of ``folder`` (and folders they leave empty); never a path outside it."""
+    root = Path(folder).resolve()
+    removed, parents = [], set()
+    for rel in dict.fromkeys(files):
+        path = root / rel
+        try:
+            inside = path.resolve().is_relative_to(root) and path.parent.resolve().is_relative_to(root)
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside or _is_machinery(rel) or not (path.is_file() or path.is_symlink()):
+            continue
+        path.unlink()
+        removed.append(rel)
+        parents.add(path.parent)
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        while parent != root and parent.is_relative_to(root):
+            try:
+                parent.rmdir()  # only empty folders go
+            except OSError:
+                break
+            parent = parent.parent
+    return removed
