@@ -183,7 +183,7 @@ def smoke_reasons(dataset: Mapping[str, Any], data: Mapping[str, Any] | None) ->
         reasons.append("synthetic data")
     size = dataset.get("of_split")
     if size is None:
-        splits = [s for card in CANDIDATES.get(_task_of(dataset), ()) for s in official_splits(card)]
+        splits = [s for card in CANDIDATES.get(task_of(dataset), ()) for s in official_splits(card)]
         size = splits[0].size if splits else None
     count = int(dataset.get("sequences") or 0)
     if size and count < math.ceil(SMOKE_FRACTION * size):
@@ -191,8 +191,8 @@ def smoke_reasons(dataset: Mapping[str, Any], data: Mapping[str, Any] | None) ->
     return reasons
 
 
-def _task_of(dataset: Mapping[str, Any]) -> str:
-    """The task whose own dataset ``dataset`` names (for the split size of unidentified data)."""
+def task_of(dataset: Mapping[str, Any]) -> str:
+    """The task whose own dataset ``dataset`` names ("" if none): its split sizes and its published numbers."""
     name = str(dataset.get("name", ""))
     for task, cards in CANDIDATES.items():
         if any(split.dataset in name for split in official_splits(cards[0])):
@@ -200,8 +200,14 @@ def _task_of(dataset: Mapping[str, Any]) -> str:
     return ""
 
 
+def home_split(task: str) -> OfficialSplit | None:
+    """The official split a task's published numbers are for (its own card's first split)."""
+    cards = CANDIDATES.get(task)
+    return official_splits(cards[0])[0] if cards else None
+
+
 def _unit_of(dataset: Mapping[str, Any]) -> str:
-    task = _task_of(dataset)
+    task = task_of(dataset)
     return official_splits(CANDIDATES[task][0])[0].unit if task else "sequences"
 
 

@@ -7,22 +7,27 @@ so regenerating from unchanged inputs leaves the committed files unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
 from harness.leaderboard.collect import Run, Skipped, load_runs
-from harness.leaderboard.document import Leaderboard, Plot
+from harness.leaderboard.document import Leaderboard, Plot, anchor
 from harness.leaderboard.html import render_html
 from harness.leaderboard.markdown import render_csv, render_markdown
 from harness.leaderboard.plots import per_sequence, score_vs_runtime
-from harness.leaderboard.reported import ReportedEntry, load_reported
-from harness.leaderboard.spec import task_order, task_spec
-from harness.leaderboard.table import build_frame, groups, metric_columns
+from harness.leaderboard.reported import ProtocolGroup, ReportedEntry, load_protocol_groups, load_reported
+from harness.leaderboard.spec import task_spec
+from harness.leaderboard.summary import Summary, best_published, section_summary
+from harness.leaderboard.table import build_frame, groups, metric_columns, sections
 
 PLOTS_DIR = "plots"
 
@@ -40,22 +45,55 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
+def _per_sequence(runs: list[Run], out_dir: Path) -> dict[str, dict[str, Any]]:
+    return {_rel(run.path, out_dir): run.record.get("per_sequence") or {} for run in runs}
+
+
+def _references(board: Leaderboard, section: str, task: str, rows: pd.DataFrame) -> list[tuple[str, float]]:
+    """Best published number per protocol family present, only when every run covers the full split."""
+    if rows.empty or not rows["full_split"].astype(bool).all():
+        return []
+    spec, reported, out = board.specs[task], board.reported(section), []
+    for family in sorted(set(rows["protocol"])):
+        best = best_published(reported, spec.primary, family)
+        if best is not None:
+            out.append((f"{best['method']} {best[spec.primary]:.1f} (group {best['protocol_group']})", float(best[spec.primary])))
+    return out
+
+
 def _plots(board: Leaderboard, runs: list[Run], out_dir: Path) -> dict[str, list[Plot]]:
-    by_record = {_rel(run.path, out_dir): run.record.get("per_sequence") or {} for run in runs}
+    by_record = _per_sequence(runs, out_dir)
     plots: dict[str, list[Plot]] = {}
-    for task in board.tasks:
-        spec, task_groups = board.specs[task], board.task_groups(task)
-        found = []
-        svg = score_vs_runtime(spec, task_groups)
-        if svg is not None:
-            found.append(Plot(f"{PLOTS_DIR}/{task}-score-vs-runtime.svg", f"{spec.label}: score vs runtime", svg))
-        for group in task_groups:
+    for section, task in board.sections:
+        spec, found = board.specs[task], []
+        section_groups = board.section_groups(section)
+        ranked = pd.concat([g.frame for g in section_groups]) if section_groups else pd.DataFrame()
+        for klass in sorted(set(ranked["runtime_class"])) if not ranked.empty else []:
+            rows = ranked[ranked["runtime_class"] == klass]
+            svg = score_vs_runtime(spec, klass, rows, _references(board, section, task, rows))
+            if svg is not None:
+                digest = hashlib.sha256(f"{section}|{klass}".encode()).hexdigest()[:8]
+                found.append(Plot(f"{PLOTS_DIR}/{anchor(section)}-runtime-{digest}.svg",
+                                  f"{section}: {spec.primary} vs ms/frame on {klass}", svg))
+        for group in section_groups:
             svg = per_sequence(spec, group, [by_record[r] for r in group.frame["record"]])
             if svg is not None:
-                title = f"{spec.label}: per-sequence scores, protocol {group.protocol} {group.protocol_hash}, {group.data}"
+                title = f"{section}: per-sequence scores, protocol {group.protocol} {group.protocol_hash}"
                 found.append(Plot(f"{PLOTS_DIR}/{group.key}-per-sequence.svg", title, svg, group.key))
-        plots[task] = found
+        plots[section] = found
     return plots
+
+
+def _summaries(board: Leaderboard, runs: list[Run], out_dir: Path) -> list[Summary]:
+    by_record = _per_sequence(runs, out_dir)
+    smoke = board.smoke()
+    out = []
+    for section, task in board.sections:
+        groups_ = board.section_groups(section)
+        ranked = pd.concat([g.frame for g in groups_]) if groups_ else board.frame.iloc[0:0]
+        out.append(section_summary(section, anchor(section), board.specs[task].primary, ranked,
+                                   int((smoke["section"] == section).sum()), board.reported(section), by_record))
+    return out
 
 
 def assemble(
@@ -65,26 +103,33 @@ def assemble(
     out_dir: Path,
     generated_at: str,
     sources: str,
+    protocol_groups: list[ProtocolGroup] | None = None,
 ) -> Leaderboard:
-    """The complete leaderboard in memory (frames, groups, plots); nothing is written."""
+    """The complete leaderboard in memory (frames, groups, summary, plots); nothing is written."""
     frame = build_frame(runs, reported, out_dir)
-    tasks = sorted({run.task for run in runs} | {entry.task for entry in reported}, key=task_order)
+    section_list = sections(frame)
     specs = {}
-    for task in tasks:
+    for task in {task for _, task in section_list} | {run.task for run in runs}:
         keys = {k for r in runs if r.task == task for k in r.record["metrics"]}
         specs[task] = task_spec(task, keys | {k for e in reported if e.task == task for k in e.metrics})
     board = Leaderboard(
         frame=frame,
         groups=groups(frame, runs),
-        tasks=tasks,
+        sections=section_list,
         specs=specs,
         metric_keys=metric_columns(runs, reported),
         skipped=[(_rel(s.path, out_dir), s.reason) for s in skipped],
         generated_at=generated_at,
         sources=sources,
+        protocol_groups=protocol_groups if protocol_groups is not None else _entry_groups(reported),
     )
+    board.summaries = _summaries(board, runs, out_dir)
     board.plots = _plots(board, runs, out_dir)
     return board
+
+
+def _entry_groups(reported: list[ReportedEntry]) -> list[ProtocolGroup]:
+    return list({entry.group.name: entry.group for entry in reported}.values())
 
 
 def build_leaderboard(
@@ -115,7 +160,8 @@ def build_leaderboard(
         + f" and {len(reported)} published result(s){where}."
     )
     stamp = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    board = assemble(runs, skipped, reported, out_dir, stamp, sources)
+    protocol_groups = load_protocol_groups(reported_path) if reported_path is not None else []
+    board = assemble(runs, skipped, reported, out_dir, stamp, sources, protocol_groups)
     written = []
     plot_paths = {out_dir / plot.path for plots in board.plots.values() for plot in plots}
     for plots in board.plots.values():

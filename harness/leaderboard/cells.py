@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.leaderboard.runtime import DIRTY_CODE, OLDER_CODE
 from harness.leaderboard.spec import TaskSpec
 
 MISSING = "–"
@@ -32,6 +33,7 @@ class Column:
 
     header: str
     cell: Callable[[pd.Series], tuple[str, float | None]]
+    role: str | None = None  # "method", "primary" or "runtime:<class>": what renderers and tests look for
 
 
 def _text(key: str) -> Callable[[pd.Series], tuple[str, float | None]]:
@@ -66,18 +68,12 @@ def _metric(key: str) -> Callable[[pd.Series], tuple[str, float | None]]:
     return cell
 
 
-def _parameters(row: pd.Series) -> tuple[str, float | None]:
+def parameters_text(value: Any) -> str:
     """Parameter count as 11.7M / 3.2k / 0 (floors such as ``pixels`` have none)."""
-    value = row.get("parameters")
     if is_missing(value):
-        return MISSING, None
+        return MISSING
     count = float(value)
-    text = f"{count / 1e6:.1f}M" if count >= 1e6 else f"{count / 1e3:.1f}k" if count >= 1e3 else f"{count:.0f}"
-    return text, count
-
-
-def _protocol(row: pd.Series) -> tuple[str, float | None]:
-    return f"{row['protocol']} · {row['protocol_hash']}", None
+    return f"{count / 1e6:.1f}M" if count >= 1e6 else f"{count / 1e3:.1f}k" if count >= 1e3 else f"{count:.0f}"
 
 
 def _group(row: pd.Series) -> tuple[str, float | None]:
@@ -91,43 +87,90 @@ def _rank(row: pd.Series) -> tuple[str, float | None]:
     return (MISSING, None) if is_missing(value) else (str(int(value)), float(value))
 
 
-def reproduced_columns(spec: TaskSpec) -> list[Column]:
-    """Columns of a table of reproduced runs of one task (one protocol group)."""
+def method_label(row: pd.Series) -> str:
+    """``method [variant]``, with ‡ when the record came from uncommitted code."""
+    label = str(row["method"])
+    if row.get("variant"):
+        label += f" [{row['variant']}]"
+    return label + (DIRTY_CODE if row.get("dirty") else "")
+
+
+def _method(row: pd.Series) -> tuple[str, float | None]:
+    return method_label(row), None
+
+
+def _runtime(klass: str) -> Callable[[pd.Series], tuple[str, float | None]]:
+    """ms/frame of the rows of one runtime class; other rows' cells stay empty (not comparable)."""
+
+    def cell(row: pd.Series) -> tuple[str, float | None]:
+        value = row.get("ms_per_frame")
+        if row.get("runtime_class") != klass:
+            return "", None
+        if is_missing(value):
+            return MISSING, None
+        mark = OLDER_CODE if row.get("older_code") is True else ""
+        return f"{float(value):,.0f}{mark}", float(value)
+
+    return cell
+
+
+def runtime_letters(classes: list[str]) -> dict[str, str]:
+    """A letter per runtime class (in the given order) for column headers and the legend."""
+    return {klass: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, klass in enumerate(classes)}
+
+
+def _device(letters: dict[str, str]) -> Callable[[pd.Series], tuple[str, float | None]]:
+    def cell(row: pd.Series) -> tuple[str, float | None]:
+        letter = letters.get(str(row.get("runtime_class")), "?")
+        return f"{row.get('device') or MISSING} ({letter})", None
+
+    return cell
+
+
+def runtime_columns(classes: list[str], letters: dict[str, str]) -> list[Column]:
+    """One ms/frame column per runtime class present, then the device: runtimes of different devices
+    or thread counts never share a column."""
+    return [*(Column(f"ms/frame ({letters[c]})", _runtime(c), f"runtime:{c}") for c in classes),
+            Column("device", _device(letters))]
+
+
+def reproduced_columns(spec: TaskSpec, classes: list[str], letters: dict[str, str]) -> list[Column]:
+    """Columns of a ranked table: rank, method, checkpoint, headline metrics, sequences, runtime, device.
+
+    Everything else (backbone, protocol, stages, memory, commit, load...) is in the CSV and in each
+    record's detail.
+    """
     return [
         Column("rank", _rank),
-        Column("kind", _text("kind")),
-        Column("method", _text("method")),
-        Column("backbone", _text("backbone")),
-        Column("params", _parameters),
-        Column("pretraining", _text("pretraining")),
+        Column("method", _method, "method"),
         Column("checkpoint", _text("checkpoint")),
-        Column("protocol", _protocol),
-        Column("task", _text("task")),
-        *(Column(f"{key} %", _metric(key)) for key in spec.shown),
-        Column(f"Δ {spec.primary} vs reported (pts)", _text("delta_vs_reported")),
-        Column("features ms/frame", _number("features_ms_per_frame", 1)),
-        Column("propagation ms/frame", _number("propagation_ms_per_frame", 1)),
-        Column("total s", _number("total_s", 1)),
-        Column("peak RSS MiB", _number("peak_rss_mib", 0)),
-        Column("peak GPU MiB", _number("peak_gpu_mib", 0)),
-        Column("device", _text("device")),
-        Column("date", _text("date")),
-        Column("commit", _text("commit")),
-        Column("data", _text("data")),
+        *(Column(f"{key} %", _metric(key), "primary" if key == spec.primary else None) for key in spec.shown),
+        Column("sequences", _number("sequences", 0)),
+        *runtime_columns(classes, letters),
+    ]
+
+
+def smoke_columns(spec: TaskSpec, classes: list[str], letters: dict[str, str]) -> list[Column]:
+    """Columns of the unranked smoke-run table."""
+    return [
+        Column("data", _text("dataset")),
+        Column("method", _method, "method"),
+        Column("checkpoint", _text("checkpoint")),
+        Column(f"{spec.primary} %", _metric(spec.primary)),
+        Column("why not ranked", _text("smoke_reasons")),
+        *runtime_columns(classes, letters),
     ]
 
 
 def reported_columns(spec: TaskSpec) -> list[Column]:
     """Columns of the table of published results of one task."""
     return [
-        Column("kind", _text("kind")),
         Column("method", _text("method")),
         Column("backbone", _text("backbone")),
         Column("pretraining", _text("pretraining")),
         Column("protocol group", _group),
         *(Column(f"{key} %", _metric(key)) for key in spec.shown),
         Column("source", _text("source")),
-        Column("id", _text("reported_id")),
     ]
 
 

@@ -1,9 +1,10 @@
 """Markdown and CSV renderings of the leaderboard.
 
-The Markdown is for reading on GitHub: one section per task, one ranked table per
-(protocol hash, data) group, then the published numbers of that task, unranked. The CSV is for
-scripts: one flat table with every row and every metric, no generated-at line, so it is
-byte-identical whenever the records are.
+The Markdown is for reading on GitHub: the at-a-glance summary and the legends first, then one
+section per dataset (ranked tables per protocol/sequence group, their figures, the published numbers
+folded away), then the smoke runs, folded away and unranked. The CSV is for scripts: one flat table
+with every row, every metric and every detail, no generated-at line, so it is byte-identical
+whenever the records are.
 """
 
 from __future__ import annotations
@@ -13,27 +14,30 @@ from typing import Any
 
 import pandas as pd
 
-from harness.leaderboard.cells import Column, csv_value, reported_columns, reproduced_columns
-from harness.leaderboard.document import GENERATED_PREFIX, Leaderboard
-
-INTRO = (
-    "Scores are percentages (records hold fractions). **reproduced** rows were measured by "
-    "`harness run`; **reported** rows are published numbers copied from the cited source "
-    "(`results/reported.yaml`), with † where the source study could not confirm the number in a "
-    "primary table. Runs are ranked only against runs with the same task, protocol hash and data: "
-    "numbers under different protocol hashes are not comparable. Δ is reproduced − reported, in "
-    "points, against published numbers for the same weights and protocol family."
+from harness.leaderboard.cells import (
+    Column,
+    csv_value,
+    method_label,
+    reported_columns,
+    reproduced_columns,
+    runtime_letters,
+    smoke_columns,
 )
+from harness.leaderboard.document import GENERATED_PREFIX, INTRO, Leaderboard
 
 CSV_LEADING = [
-    "kind", "task", "protocol", "protocol_hash", "protocol_group", "data", "rank", "method", "backbone",
-    "parameters", "pretraining", "checkpoint", "checkpoint_sha256",
+    "kind", "section", "dataset", "smoke", "smoke_reasons", "task", "protocol", "protocol_hash", "protocol_group",
+    "data", "sequences", "rank", "method", "variant", "backbone", "parameters", "pretraining", "checkpoint",
+    "checkpoint_sha256",
 ]  # fmt: skip
 CSV_TRAILING = [
     "primary_metric", "delta_vs_reported", "delta_pts", "features_ms_per_frame", "propagation_ms_per_frame",
-    "ms_per_frame", "adapt_s_per_video", "total_s", "peak_rss_mib", "peak_gpu_mib", "frames", "device", "date",
-    "commit", "source", "confirmed", "reported_id", "record",
+    "ms_per_frame", "stages", "adapt_s_per_video", "total_s", "peak_rss_mib", "peak_gpu_mib", "frames", "device",
+    "runtime_class", "threads", "load_avg", "older_code", "dirty", "package_version", "date", "commit", "data_root",
+    "source", "confirmed", "reported_id", "record",
 ]  # fmt: skip
+SUMMARY_HEADERS = ("dataset", "best ranked run", "score %", "sequences", "lead over the runner-up",
+                   "best published, same protocol group", "vs published")  # fmt: skip
 
 
 def _escape(text: str) -> str:
@@ -46,7 +50,13 @@ def md_table(frame: pd.DataFrame, columns: list[Column]) -> list[str]:
         "|" + "|".join("---" for _ in columns) + "|",
     ]
     for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(_escape(c.cell(row)[0]) for c in columns) + " |")
+        cells = []
+        for column in columns:
+            text = _escape(column.cell(row)[0])
+            if column.role == "method" and row.get("record"):
+                text = f"[{text}](<{row['record']}>)"  # <...> survives spaces and parentheses in paths
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -55,36 +65,74 @@ def settings_text(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, separators=(", ", "=")).strip("{}").replace('"', "")
 
 
+def runtime_classes(frame: pd.DataFrame) -> list[str]:
+    """Runtime classes present in ``frame`` (reproduced rows), sorted."""
+    if frame.empty or "runtime_class" not in frame:
+        return []
+    return sorted({str(c) for c in frame["runtime_class"].dropna() if c})
+
+
+def legends(board: Leaderboard) -> tuple[list[str], list[str]]:
+    """(runtime classes as "(a) label", protocol groups as "A (≈ crw): description"), for both renderers."""
+    repro = board.frame[board.frame["kind"] == "reproduced"] if not board.frame.empty else board.frame
+    letters = runtime_letters(runtime_classes(repro))
+    runtimes = [f"({letter}) {klass}" for klass, letter in letters.items()]
+    groups = [f"{g.name}{f' (≈ {g.family})' if g.family else ''}: {g.description}" for g in board.protocol_groups]
+    return runtimes, groups
+
+
 def render_markdown(board: Leaderboard) -> str:
-    """Per task: a ranked table per (protocol hash, data) group with its figures, then published numbers."""
+    """Summary and legends, then per dataset its ranked tables and figures, then the smoke runs."""
+    repro = board.frame[board.frame["kind"] == "reproduced"]
+    letters = runtime_letters(runtime_classes(repro))
+    runtimes, protocol_groups = legends(board)
     lines = ["# Leaderboard", "", f"{GENERATED_PREFIX}{board.generated_at}", "", board.sources, "", INTRO, ""]
-    for task in board.tasks:
-        reported = board.reported(task)
+    lines += ["## At a glance", "", "| " + " | ".join(SUMMARY_HEADERS) + " |", "|" + "---|" * len(SUMMARY_HEADERS)]
+    for s in board.summaries:
+        cells = (f"[{s.dataset}](#{s.anchor})", s.best, s.score + (f" ({s.primary})" if s.score != "–" else ""),
+                 s.sequences, s.lead, s.published, s.versus_published)
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    lines.append("")
+    if runtimes:
+        lines += ["Runtime classes (ms/frame columns compare one class only): " + "; ".join(runtimes), ""]
+    if protocol_groups:
+        lines += ["Protocol groups of published numbers (`results/reported.yaml`):", ""]
+        lines += [f"- {_escape(text)}" for text in protocol_groups] + [""]
+    for section, task in board.sections:
         spec = board.specs[task]
-        lines += [f"## {spec.label} (`{task}`)", ""]
-        for group in board.task_groups(task):
+        lines += [f"## {section}", ""]
+        section_groups = board.section_groups(section)
+        if not section_groups:
+            smoke = int((board.smoke()["section"] == section).sum())
+            lines += [f"No ranked run{f' ({smoke} smoke runs below)' if smoke else ''}.", ""]
+        for group in section_groups:
+            classes = runtime_classes(group.frame)
             lines += [
-                f"### Reproduced · protocol `{group.protocol}` · hash `{group.protocol_hash}` · data {group.data}",
+                f"### Protocol `{group.protocol}` · hash `{group.protocol_hash}` · {group.data}",
                 "",
                 f"Settings: {settings_text(group.settings)}" if group.settings else "Settings: not recorded",
                 "",
-                *md_table(group.frame, reproduced_columns(spec)),
+                *md_table(group.frame, reproduced_columns(spec, classes, letters)),
                 "",
             ]
-            # <...> link targets survive spaces and parentheses in run folder names.
-            records = [f"[{i + 1}](<{path}>)" for i, path in enumerate(group.frame["record"])]
-            lines += ["Records (by rank): " + ", ".join(records), ""]
-            strips = [
-                f"[{_escape(row['method'])} {j + 1}](<{path}>)"
-                for _, row in group.frame.iterrows()
-                for j, path in enumerate(row["visualizations"])
-            ]
+            strips = [f"[{_escape(method_label(row))} {j + 1}](<{path}>)" for _, row in group.frame.iterrows()
+                      for j, path in enumerate(row["visualizations"])]  # fmt: skip
             if strips:
                 lines += ["Qualitative strips: " + ", ".join(strips), ""]
-            lines += [f"![{plot.title}]({plot.path})\n" for plot in board.task_plots(task, group.key)]
-        lines += [f"![{plot.title}]({plot.path})\n" for plot in board.task_plots(task)]
+            lines += [f"![{plot.title}]({plot.path})\n" for plot in board.section_plots(section, group.key)]
+        lines += [f"![{plot.title}]({plot.path})\n" for plot in board.section_plots(section)]
+        reported = board.reported(section)
         if not reported.empty:
-            lines += ["### Reported (published numbers, not ranked)", "", *md_table(reported, reported_columns(spec)), ""]
+            lines += [f"<details><summary>Published numbers for {section} ({len(reported)}, not ranked)</summary>", "",
+                      *md_table(reported, reported_columns(spec)), "", "</details>", ""]  # fmt: skip
+    smoke = board.smoke()
+    if not smoke.empty:
+        lines += ["## Smoke runs (not ranked)", "",
+                  f"<details><summary>{len(smoke)} runs on too little data to rank (reasons in the table)</summary>", ""]
+        for task in dict.fromkeys(smoke["home_task"]):
+            rows = smoke[smoke["home_task"] == task]
+            lines += md_table(rows, smoke_columns(board.specs[task], runtime_classes(rows), letters)) + [""]
+        lines += ["</details>", ""]
     if board.skipped:
         lines += ["## Skipped records", "", "These record files were found but could not be used:", ""]
         lines += [f"- `{path}`: {_escape(reason)}" for path, reason in board.skipped]

@@ -22,13 +22,16 @@ from harness.leaderboard.cells import is_missing
 from harness.leaderboard.spec import TaskSpec
 from harness.leaderboard.table import Group
 
+# Sizes in points; the SVG is shown at its native size (1 pt = 4/3 CSS px), so 10 pt reads as 13 px.
 _RC = {
     "svg.hashsalt": "crwbench-leaderboard",
     "svg.fonttype": "none",
     "font.family": "DejaVu Sans",
-    "font.size": 8,
-    "axes.titlesize": 9,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "legend.fontsize": 9,
 }
+_LABEL_SIZE = 9
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _MAX_SEQUENCE_ROWS = 40
 
@@ -44,55 +47,60 @@ def group_label(group: Group) -> str:
 
 
 def run_labels(frame: pd.DataFrame) -> list[str]:
-    """Method names, disambiguated by checkpoint or record when a method appears twice."""
-    methods = list(frame["method"])
+    """``method [variant]``, disambiguated by checkpoint, then by row, when two runs would share a label."""
+    base = [str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "") for _, row in frame.iterrows()]
     labels = []
-    for i, row in frame.reset_index(drop=True).iterrows():
-        label = row["method"]
-        if methods.count(label) > 1:
-            label += f" [{row['checkpoint'] or f'run {i + 1}'}]"
+    for i, (label, (_, row)) in enumerate(zip(base, frame.iterrows(), strict=True)):
+        if base.count(label) > 1:
+            label += f" ({row['checkpoint'] or f'run {i + 1}'})"
         labels.append(label)
     return labels
 
 
-def score_vs_runtime(spec: TaskSpec, groups: list[Group]) -> str | None:
-    """Primary metric against features + propagation ms/frame (log x), one marker style per group.
+def _legend_outside(ax: Any, title: str | None = None) -> None:
+    """Legend to the right of the axes: it never covers a data point."""
+    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
 
-    Returns None when no run of the task has both timings (nothing to plot).
+
+def plain_log_axis(axis: Any) -> None:
+    """Log scale with plain-number ticks at 1-2-5 steps and no minor labels (no "2e+043e+04")."""
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+    axis.set_minor_locator(ticker.NullLocator())
+
+
+def score_vs_runtime(spec: TaskSpec, klass: str, rows: pd.DataFrame,
+                     references: list[tuple[str, float]] = ()) -> str | None:
+    """Primary metric against features + propagation ms/frame (log x) for runs of ONE runtime class
+    (device + threads); one marker style per protocol/data group, one label per run.
+
+    ``references``: published numbers drawn as horizontal lines (pass them only where comparable).
+    Returns None with fewer than two runs: a single point says nothing about a trade-off.
     """
-    points = []
-    for index, group in enumerate(groups):
-        frame = group.frame
-        usable = frame[frame["ms_per_frame"].map(lambda v: not is_missing(v) and v > 0)]
-        usable = usable[usable["primary_value"].map(lambda v: not is_missing(v))]
-        if not usable.empty:
-            points.append((index, group, usable))
-    if not points:
+    usable = rows[rows["ms_per_frame"].map(lambda v: not is_missing(v) and v > 0)
+                  & rows["primary_value"].map(lambda v: not is_missing(v))]
+    if len(usable) < 2:
         return None
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(6.4, 4.0))
+        fig = Figure(figsize=(7.0, 4.2))
         ax = fig.add_subplot()
-        for index, group, frame in points:
-            ax.scatter(
-                frame["ms_per_frame"].astype(float),
-                frame["primary_value"].astype(float),
-                marker=_MARKERS[index % len(_MARKERS)],
-                color=f"C{index % 10}",
-                label=group_label(group),
-                zorder=3,
-            )
+        for index, (_, frame) in enumerate(usable.groupby(["protocol", "protocol_hash", "data"], sort=True)):
+            first = frame.iloc[0]
+            ax.scatter(frame["ms_per_frame"].astype(float), frame["primary_value"].astype(float),
+                       marker=_MARKERS[index % len(_MARKERS)], color=f"C{index % 10}", zorder=3,
+                       label=f"{first['protocol']} · {first['protocol_hash']} · {first['data']}")
             for x, y, label in zip(frame["ms_per_frame"], frame["primary_value"], run_labels(frame), strict=True):
-                ax.annotate(label, (float(x), float(y)), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                ax.annotate(label, (float(x), float(y)), textcoords="offset points", xytext=(5, 4), fontsize=_LABEL_SIZE)
+        for i, (label, value) in enumerate(references):
+            ax.axhline(value, color="0.5", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=f"published: {label}")
         ax.set_xscale("log")
-        # Plain numbers on both major and minor ticks: runtimes often span less than a decade.
-        ax.xaxis.set_major_formatter(ticker.LogFormatter(labelOnlyBase=False))
-        ax.xaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
-        ax.margins(x=0.2, y=0.1)
+        plain_log_axis(ax.xaxis)
+        ax.margins(x=0.25, y=0.12)
         ax.set_xlabel("features + propagation, ms per frame (log scale)")
         ax.set_ylabel(f"{spec.primary} (%)")
-        ax.set_title(f"{spec.label}: {spec.primary} vs runtime (reproduced runs)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(title="protocol · hash · data", loc="best", fontsize=7, title_fontsize=7)
+        ax.set_title(f"{spec.primary} vs runtime on {klass}")
+        ax.grid(True, which="major", alpha=0.3)
+        _legend_outside(ax, "protocol · hash · data")
         return _svg(fig)
 
 
@@ -134,9 +142,11 @@ def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping
     if metric is None:
         return None
     sequences = sorted({seq for table in tables for seq in table})
+    if len(sequences) < 2:
+        return None  # one point per run: the table already says it
     with matplotlib.rc_context(_RC):
         if len(sequences) <= _MAX_SEQUENCE_ROWS:
-            fig = Figure(figsize=(6.4, 1.2 + 0.22 * len(sequences)))
+            fig = Figure(figsize=(7.0, 1.4 + 0.28 * len(sequences)))
             ax = fig.add_subplot()
             positions = np.arange(len(sequences))
             for index, (label, table) in enumerate(pairs):
@@ -147,7 +157,7 @@ def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping
             ax.invert_yaxis()
             ax.set_xlabel(f"{metric} (%)")
             ax.grid(True, axis="x", alpha=0.3)
-            ax.legend(loc="best", fontsize=7)
+            _legend_outside(ax)
         else:
             fig = Figure(figsize=(1.5 + 0.9 * len(pairs), 4.0))
             ax = fig.add_subplot()
@@ -156,5 +166,5 @@ def per_sequence(spec: TaskSpec, group: Group, tables: list[Mapping[str, Mapping
             ax.set_xticks(np.arange(1, len(pairs) + 1), [label for label, _ in pairs], rotation=30, ha="right")
             ax.set_ylabel(f"{metric} (%) per sequence")
             ax.grid(True, axis="y", alpha=0.3)
-        ax.set_title(f"{spec.label}: per-sequence {metric}\n{group_label(group)}")
+        ax.set_title(f"{group.section}: per-sequence {metric}\n{group.protocol} · {group.protocol_hash}")
         return _svg(fig)

@@ -191,3 +191,10 @@ def load_reported(path: str | Path) -> list[ReportedEntry]:
             raise ReportedError(f"{path}: entry id {entry.id!r} is used twice")
         seen.add(entry.id)
     return entries
+
+
+def load_protocol_groups(path: str | Path) -> list[ProtocolGroup]:
+    """The protocol groups of ``reported.yaml`` in file order (the legend under the summary)."""
+    path = Path(path)
+    data = read_yaml(path, "published results", ReportedError)
+    return list(_groups(data.get("protocol_groups") if isinstance(data, dict) else None, path).values())

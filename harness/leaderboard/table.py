@@ -1,14 +1,17 @@
 """The leaderboard as pandas frames: one row per reproduced run or reported result.
 
-Scores become percentages here (records hold fractions). Reproduced rows are grouped by
-(task, protocol hash, data measured on) and ranked by the task's primary metric *within* a group
-only: numbers obtained under different protocol settings, or on different sequences, are not
-comparable, so they never share a ranking.
+Scores become percentages here (records hold fractions). Rows go under the dataset their data *is*
+(identified from sequence names and object counts, :mod:`harness.data.identify`), not the task that
+read it. Reproduced rows are grouped by (dataset, protocol hash, sequences measured) and ranked by
+the task's primary metric *within* a group only: numbers obtained under different protocol
+settings, or on different sequences, are not comparable, so they never share a ranking. Smoke runs
+(a sliver of the split, ``--limit``, the shipped or a synthetic sample) are never ranked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +19,18 @@ from typing import Any
 
 import pandas as pd
 
+from harness.data.identify import describe_run_data, home_split, smoke_reasons, task_of
 from harness.leaderboard.collect import Run
 from harness.leaderboard.reported import ReportedEntry
+from harness.leaderboard.runtime import ms_per_frame, older_code, runtime_class, stage_text
 from harness.leaderboard.spec import TASKS, TaskSpec, task_order, task_spec
 
 
 @dataclass(frozen=True)
 class Group:
-    """Reproduced runs that may be ranked against each other."""
+    """Ranked reproduced runs that may be compared: one dataset section, protocol hash and sequence set."""
 
+    section: str
     task: str
     protocol: str
     protocol_hash: str
@@ -36,9 +42,8 @@ class Group:
     @property
     def key(self) -> str:
         """Short, file-name-safe id of the group (for plot names and HTML anchors)."""
-        digest = hashlib.sha256(f"{self.task}|{self.protocol_hash}|{self.data_key}".encode()).hexdigest()[:8]
+        digest = hashlib.sha256(f"{self.section}|{self.protocol_hash}|{self.data_key}".encode()).hexdigest()[:8]
         return f"{self.task}-{self.protocol}-{self.protocol_hash}-{digest}"
-
 
 
 def _pretraining_label(value: Any) -> str:
@@ -60,34 +65,47 @@ def _pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
 
 
-def _data_label(record: dict[str, Any]) -> str:
-    """'<root folder> (<n> seq)', flagged when it is the shipped sample or a --limit smoke run."""
-    data = record.get("data") or {}
-    root = Path(str(data.get("root") or "?")).name or "?"
-    sequences = data.get("sequences")
-    count = len(sequences) if isinstance(sequences, list) else len(record.get("per_sequence") or {})
-    label = f"{root} ({count} seq)"
-    if data.get("sample"):
-        label += ", sample"
-    if data.get("limit") is not None:
-        label += f", limit {data['limit']}"
-    return label
-
-
-def _data_key(record: dict[str, Any]) -> str:
-    """Label plus a digest of the sequence list: same-size subsets of different clips differ."""
+def _sequences(record: dict[str, Any]) -> list[str]:
     data = record.get("data") or {}
     sequences = data.get("sequences")
-    names = sorted(map(str, sequences)) if isinstance(sequences, list) else sorted(record.get("per_sequence") or {})
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
-    return f"{_data_label(record)}|{digest}"
+    return [str(s) for s in sequences] if isinstance(sequences, list) else sorted(record.get("per_sequence") or {})
+
+
+def _dataset(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``data.dataset`` as recorded, or identified now from the score blocks (records written before
+    version 2); plus the reasons the run is a smoke run (empty: it may be ranked)."""
+    data = record.get("data") or {}
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict):
+        dataset, _ = describe_run_data(record["task"], data, record.get("per_sequence"), record.get("per_object"))
+    reasons = smoke_reasons(dataset, data)
+    if record.get("smoke") and not reasons:
+        reasons = ["marked smoke by its runner"]
+    return dataset, reasons
+
+
+def section_of(name: str, split: str | None) -> str:
+    """The heading a dataset's rows go under: ``DAVIS-2016 val``; data outside every split apart."""
+    return f"{name} {split}" if split else f"{name}, not an official split"
+
+
+def home_section(task: str) -> str:
+    """The section of a task's published numbers (they are for the task's own official split)."""
+    split = home_split(task)
+    return section_of(split.dataset, split.split) if split is not None else task
+
+
+def _data_key(record: dict[str, Any], section: str) -> str:
+    """Section plus a digest of the sequence list: same-size subsets of different sequences differ."""
+    digest = hashlib.sha256("\n".join(sorted(_sequences(record))).encode()).hexdigest()[:8]
+    return f"{section}|{digest}"
 
 
 def _checkpoint(record: dict[str, Any]) -> tuple[str, str]:
     checkpoint = record.get("checkpoint")
     if not checkpoint:
         return "", ""
-    sha = str(checkpoint.get("sha256", ""))
+    sha = str(checkpoint.get("sha256") or "")
     name = Path(str(checkpoint.get("path") or "")).name
     return (f"{name} ({sha[:8]})" if name else sha[:8]), sha
 
@@ -95,6 +113,18 @@ def _checkpoint(record: dict[str, Any]) -> tuple[str, str]:
 def _commit(env: dict[str, Any]) -> str:
     commit = str(env.get("git_commit") or "")[:8]
     return f"{commit}+dirty" if commit and env.get("git_dirty") else commit
+
+
+def variant(record: dict[str, Any]) -> str:
+    """What tells two runs of one method apart: the feature layer, else a digest of the method config."""
+    info = record.get("method_info") or {}
+    layer = info.get("layer") or info.get("level")
+    if layer:
+        return str(layer)
+    method_config = (record.get("config") or {}).get("method_config") or {}
+    if method_config:
+        return "config " + hashlib.sha256(json.dumps(method_config, sort_keys=True).encode()).hexdigest()[:6]
+    return ""
 
 
 def _delta(run: Run, spec: TaskSpec, reported: list[ReportedEntry]) -> tuple[str, float | None]:
@@ -119,19 +149,34 @@ def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> di
     info = record.get("method_info") or {}
     timing = record.get("timing") or {}
     env = record.get("env") or {}
+    data = record.get("data") or {}
     checkpoint, sha = _checkpoint(record)
-    delta_text, delta = _delta(run, spec, reported)
-    features, propagation = timing.get("features_ms_per_frame"), timing.get("propagation_ms_per_frame")
+    dataset, smoke = _dataset(record)
+    section = section_of(str(dataset.get("name")), dataset.get("split"))
+    full_split = dataset.get("of_split") is not None and dataset.get("sequences") == dataset.get("of_split")
+    # A subset is never set beside published full-split numbers as if comparable.
+    delta_text, delta = _delta(run, spec, reported) if full_split else ("", None)
+    klass = runtime_class(env)
+    load = env.get("load_avg")
     row: dict[str, Any] = {
         "kind": "reproduced",
         "task": record["task"],
+        "section": section,
+        "home_task": task_of(dataset) or record["task"],
+        "dataset": dataset.get("label", ""),
+        "full_split": full_split,
+        "smoke": bool(smoke),
+        "smoke_reasons": "; ".join(smoke),
         "protocol": record["protocol"]["name"],
         "protocol_hash": record["protocol"]["hash"],
         "protocol_group": "",
-        "data": _data_label(record),
-        "data_key": _data_key(record),
+        "data": dataset.get("label", ""),
+        "data_key": _data_key(record, section),
+        "data_root": str(data.get("root") or ""),
+        "sequences": len(_sequences(record)),
         "rank": None,
         "method": record["method"],
+        "variant": variant(record),
         "backbone": info.get("backbone") or "",
         "parameters": info.get("parameters"),
         "pretraining": _pretraining_label(info.get("pretraining")),
@@ -140,15 +185,22 @@ def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> di
         "primary_metric": spec.primary,
         "delta_vs_reported": delta_text,
         "delta_pts": delta,
-        "features_ms_per_frame": features,
-        "propagation_ms_per_frame": propagation,
-        "ms_per_frame": None if features is None or propagation is None else features + propagation,
+        "features_ms_per_frame": timing.get("features_ms_per_frame"),
+        "propagation_ms_per_frame": timing.get("propagation_ms_per_frame"),
+        "ms_per_frame": ms_per_frame(timing),
+        "stages": stage_text(timing),
         "adapt_s_per_video": timing.get("adapt_s_per_video"),
-        "total_s": timing.get("total_s"),
+        "total_s": timing.get("wall_s", timing.get("total_s")),
         "peak_rss_mib": timing.get("peak_rss_mib"),
         "peak_gpu_mib": timing.get("peak_gpu_mib"),
         "frames": timing.get("frames"),
-        "device": env.get("device_name") or env.get("device") or "",
+        "device": klass.short,
+        "runtime_class": klass.label,
+        "threads": klass.threads,
+        "load_avg": " ".join(f"{v:g}" for v in load) if isinstance(load, list) else "",
+        "dirty": bool(env.get("git_dirty")),
+        "older_code": older_code(env.get("git_commit")),
+        "package_version": env.get("package_version") or "",
         "date": str(record.get("finished") or record.get("started") or "")[:10],
         "commit": _commit(env),
         "source": "",
@@ -169,6 +221,9 @@ def reported_row(entry: ReportedEntry) -> dict[str, Any]:
     row: dict[str, Any] = {
         "kind": "reported",
         "task": entry.task,
+        "section": home_section(entry.task),
+        "home_task": entry.task,
+        "smoke": False,
         "protocol": entry.group.family or "",
         "protocol_hash": "",
         "protocol_group": entry.group.name,
@@ -204,6 +259,11 @@ def metric_columns(runs: list[Run], reported: list[ReportedEntry]) -> list[str]:
     return columns
 
 
+def section_order(section: str, home_task: str) -> tuple[int, str, str]:
+    """Sections in the tasks' fixed order; within a task, its own split first, other data after."""
+    return (*task_order(home_task), "" if section == home_section(home_task) else section)
+
+
 def build_frame(runs: list[Run], reported: list[ReportedEntry], out_dir: Path) -> pd.DataFrame:
     """All rows (reproduced then reported), ranked within groups, in a deterministic order."""
     rows = [reproduced_row(run, reported, out_dir) for run in runs] + [reported_row(e) for e in reported]
@@ -211,39 +271,48 @@ def build_frame(runs: list[Run], reported: list[ReportedEntry], out_dir: Path) -
     if frame.empty:
         return frame
     frame["primary_value"] = [row.get(row["primary_metric"]) for row in rows]
-    order = {task: i for i, task in enumerate(sorted(set(frame["task"]), key=task_order))}
-    frame["task_order"] = frame["task"].map(order)
+    keys = sorted({(r["section"], r["home_task"]) for r in rows}, key=lambda k: section_order(*k))
+    frame["section_order"] = frame["section"].map({section: i for i, (section, _) in enumerate(keys)})
     frame = frame.sort_values(
         [
-            "task_order", "kind", "protocol_group", "protocol", "protocol_hash", "data_key",
+            "section_order", "kind", "smoke", "protocol_group", "protocol", "protocol_hash", "data_key",
             "primary_value", "method", "record", "reported_id",
         ],
-        ascending=[True, False, True, True, True, True, False, True, True, True],
+        ascending=[True, False, True, True, True, True, True, False, True, True, True],
         na_position="last",
         kind="mergesort",
     ).reset_index(drop=True)
-    repro = frame["kind"] == "reproduced"
-    ranks = frame[repro].groupby(["task", "protocol_hash", "data_key"], sort=False)["primary_value"].rank(
+    ranked = (frame["kind"] == "reproduced") & ~frame["smoke"].astype(bool)
+    ranks = frame[ranked].groupby(["section", "protocol_hash", "data_key"], sort=False)["primary_value"].rank(
         method="min", ascending=False
     )
     frame["rank"] = pd.Series(ranks, dtype="Int64")
-    for column in ("parameters", "frames"):
+    for column in ("parameters", "frames", "threads", "sequences"):
         if column in frame:
             frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
-    return frame.drop(columns=["task_order"])
+    return frame.drop(columns=["section_order"])
+
+
+def sections(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(section, home task) in page order."""
+    if frame.empty:
+        return []
+    seen = dict.fromkeys(zip(frame["section"], frame["home_task"], strict=True))
+    return list(seen)
 
 
 def groups(frame: pd.DataFrame, runs: list[Run]) -> list[Group]:
-    """Reproduced groups in table order, each with the resolved protocol settings it shares."""
+    """Ranked groups in table order, each with the resolved protocol settings it shares."""
     if frame.empty:
         return []
     settings = {run.protocol_hash: run.record["protocol"].get("settings") or {} for run in runs}
-    repro = frame[frame["kind"] == "reproduced"]
+    ranked = frame[(frame["kind"] == "reproduced") & ~frame["smoke"].astype(bool)]
     out = []
-    for (task, protocol_hash, data_key), sub in repro.groupby(["task", "protocol_hash", "data_key"], sort=False):
+    for (section, protocol_hash, data_key), sub in ranked.groupby(["section", "protocol_hash", "data_key"], sort=False):
         out.append(
             Group(
-                task=str(task),
+                section=str(section),
+                task=str(sub["home_task"].iloc[0]),
                 protocol=str(sub["protocol"].iloc[0]),
                 protocol_hash=str(protocol_hash),
                 data=str(sub["data"].iloc[0]),
