@@ -62,6 +62,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise HarnessError(f"--limit must be >= 1, got {self.limit}")
+        if self.sequences is not None and (not self.sequences or len(set(self.sequences)) != len(self.sequences)):
+            raise HarnessError(f"--sequences must name each sequence once, got {self.sequences}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise HarnessError(f"--device must be cpu, cuda or auto, got {self.device!r}")
         for path, flag in ((self.checkpoint, "--checkpoint"), (self.weights, "--weights")):

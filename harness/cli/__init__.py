@@ -7,8 +7,10 @@ modules are imported only when their subcommand runs, so ``harness list`` starts
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+import traceback
 
 from harness.errors import HarnessError
 
@@ -59,4 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as err:
+        if not isinstance(err, PermissionError) and err.errno not in _ENVIRONMENT_ERRNOS:
+            return _bug(args.command)
+        print(f"harness {args.command}: error: {err}", file=sys.stderr)  # names the file; the machine's to fix
+        return 2
+    except Exception:
+        return _bug(args.command)
 
+
+#: OS errors caused by the machine (full or read-only disk, quota), not by the harness
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
+def _bug(command: str) -> int:
+    """An error no input explains: keep the traceback (it is what a fix needs) and say so."""
+    traceback.print_exc()
+    print(f"harness {command}: internal error: this is a bug in crwbench, not a problem with your input. "
+          "Please report it with the command line and the traceback above.", file=sys.stderr)
+    return 1

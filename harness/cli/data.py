@@ -77,6 +77,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from harness.cli.common import parse_sequences
     from harness.data.cards import find_card
     from harness.data.check import format_problems, run_check
     from harness.data.roots import resolve_data_root
@@ -86,7 +87,7 @@ def _check(args: argparse.Namespace) -> int:
     if is_sample:
         print(f"no --data-root or $HARNESS_DATA/{card.default_task}: checking the shipped sample {root}",
               file=sys.stderr)
-    report = run_check(args.name, root, _split_list(args.sequences), split=args.split, full=args.full)
+    report = run_check(args.name, root, parse_sequences(args.sequences), split=args.split, full=args.full)
     if report.problems:
         print(format_problems(report))
         return 1

@@ -48,6 +48,9 @@ def main(args: argparse.Namespace) -> int:
             reported = shipped("reported.yaml")
     results = results_dir(args.results_dir)
     paths = args.paths or [results / "runs"]
+    from harness.runs.outdir import require_writable_dir
+
+    require_writable_dir(Path(args.out_dir or results), "--out-dir")  # a sentence now, not a traceback later
     result = build_leaderboard(paths, args.out_dir or results, reported_path=reported)
     for skipped in result.skipped:
         print(f"harness leaderboard: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import add_common_data_flags, split_list
+from harness.cli.common import add_common_data_flags, parse_sequences
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.runs.runner import run
 
     config = RunConfig(
-        method=args.method, task=args.task, data_root=args.data_root, sequences=split_list(args.sequences),
+        method=args.method, task=args.task, data_root=args.data_root, sequences=parse_sequences(args.sequences),
         limit=args.limit, protocol=args.protocol, overrides=parse_sets(args.sets), out_dir=args.out_dir, results_dir=args.results_dir,
         checkpoint=args.checkpoint, weights=args.weights, device=args.device, force=args.force,
         visualize=args.visualize, adapt=args.adapt, seed=args.seed, precision=args.precision,

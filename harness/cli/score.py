@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.cli.common import add_common_data_flags, split_list
+from harness.cli.common import add_common_data_flags, parse_sequences
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,14 +41,17 @@ def main(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
     from harness.registry import get_task
+    from harness.runs.outdir import require_writable_file
 
     if not args.predictions.is_dir():
         raise HarnessError(f"--predictions {args.predictions}: no such folder")
+    if args.out:
+        require_writable_file(args.out, "--out")  # before scoring, not after
     entry = get_task(args.task)
     root, is_sample = resolve_data_root(entry.name, args.data_root)
     if is_sample:
         print(f"note: scoring against the shipped sample in {root}", file=sys.stderr)
-    task = entry.factory(root, {"sequences": split_list(args.sequences), "limit": args.limit})
+    task = entry.factory(root, {"sequences": parse_sequences(args.sequences), "limit": args.limit})
     overrides = parse_sets(args.sets)
     task.config["protocol"] = resolve_protocol(args.protocol, entry.name, overrides["protocol"],
                                                task.protocol_defaults(args.protocol))

@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from harness.cli.common import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -37,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="folder of training videos (repeatable: the videos are pooled)")
     how = parser.add_argument_group("how")
     how.add_argument("--out-dir", required=True, type=Path, help="checkpoints, logs and the resolved recipe go here")
-    how.add_argument("--max-steps", type=int, help="stop after this many steps in all (the LR schedule is unchanged)")
+    how.add_argument("--max-steps", type=positive_int, metavar="N", help="stop after this many steps in all (the LR schedule is unchanged)")
     how.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt exactly where it stopped")
     how.add_argument("--force", action="store_true", help="start over even if --out-dir holds a checkpoint")
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")

@@ -19,7 +19,14 @@ from pathlib import Path
 import scipy.io
 
 from harness.data.cards import Card, CheckSpec, Split, SplitList, find_card
-from harness.data.images import objects, probe_image, read_error, read_labels
+from harness.data.images import (
+    object_ids_problem,
+    objects,
+    probe_image,
+    read_error,
+    read_labels,
+    unpadded_names,
+)
 from harness.data.roots import resolve_data_root
 from harness.errors import DataError
 
@@ -171,6 +178,9 @@ def _frames(root: Path, spec: CheckSpec, seq: str, result: _SequenceResult) -> l
     frames = sorted(p for p in folder.iterdir() if p.suffix.lower() == spec.frame_suffix and p.is_file())
     if not frames:
         result.problems.append(f"{folder}: sequence {seq!r} has no {spec.frame_suffix} frames")
+    problem = unpadded_names([p.stem for p in frames])
+    if problem:
+        result.problems.append(f"{folder}: {problem}")
     return frames
 
 
@@ -232,6 +242,10 @@ def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str
         if stem == stems[0] and not labels.problem and not objects(labels, spec.labels, spec.ignore_ids):
             result.problems.append(f"{path}: first-frame annotation has no object (ids present: "
                                    f"{list(labels.ids)}), so there is nothing to propagate")
+        elif stem == stems[0] and not labels.problem and spec.labels == "davis-palette":
+            problem = object_ids_problem(objects(labels, spec.labels, spec.ignore_ids))
+            if problem:
+                result.problems.append(f"{path}: {problem}")
     return result
 
 

@@ -13,11 +13,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from natsort import natsorted
 from PIL import Image
 
 _TAIL = 1024
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
-_READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def unpadded_names(stems: list[str]) -> str | None:
+    """Why frame names sorted as text are not in frame order (``10`` before ``2``), or None when they are.
+
+    Frame order decides which frame is first (the labels to propagate) and J-Decay's quarters, so
+    names that sort differently as text and as numbers are refused rather than silently reordered.
+    """
+    text, natural = sorted(stems), natsorted(stems)
+    if text == natural:
+        return None
+    at = next(i for i, (a, b) in enumerate(zip(text, natural, strict=True)) if a != b)
+    return (f"frame names are not zero-padded: as text {text[at]!r} sorts before {natural[at]!r}; "
+            "rename them with leading zeros (00000, 00001, …) so that their order is unambiguous")
+
+
+def object_ids_problem(ids: list[int]) -> str | None:
+    """Why first-frame object ids are not 1..N, or None. A gap (ids 1 and 3) makes the official DAVIS
+    evaluator score a phantom object 2 — empty in truth and prediction — as a perfect 1.0."""
+    if not ids or ids == list(range(1, max(ids) + 1)):
+        return None
+    missing = sorted(set(range(1, max(ids) + 1)) - set(ids))
+    return (f"first-frame object ids {ids} are not 1..{max(ids)} (no object {', '.join(map(str, missing))}): "
+            "the official evaluator would score each missing id as a perfect phantom object; renumber the "
+            "objects 1..N")
 
 
 def davis_palette() -> np.ndarray:

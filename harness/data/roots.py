@@ -18,7 +18,8 @@ WRAPPER_NAMES = ("DAVIS", "DAVIS2017", "DAVIS2016", "JHMDB", "VIP")
 def resolve_data_root(task: str, data_root: str | Path | None, sample_name: str | None = None) -> tuple[Path, bool]:
     """The folder holding the benchmark's own top-level folders, and whether it is the shipped sample.
 
-    A missing explicit root is an error (we never silently fall back when the user named a path).
+    A missing explicit root is an error, and so is a ``HARNESS_DATA`` that is not a folder or lacks the
+    task's folder: we never silently fall back to the sample when the user named a place.
     """
     if data_root is not None:
         root = Path(data_root).expanduser()
@@ -27,9 +28,17 @@ def resolve_data_root(task: str, data_root: str | Path | None, sample_name: str 
         return _enter_wrapper(root), False
     env = os.environ.get("HARNESS_DATA")
     if env:
-        root = Path(env).expanduser() / task
-        if root.is_dir():
-            return _enter_wrapper(root), False
+        parent = Path(env).expanduser()
+        if not parent.is_dir():
+            state = "is a file" if parent.exists() else "does not exist"
+            raise DataError(f"HARNESS_DATA={env} {state}: it must be a folder holding one folder per task "
+                            f"('{task}/', …); fix it, pass --data-root DIR, or unset it to use the shipped sample")
+        root = parent / task
+        if not root.is_dir():
+            present = sorted(p.name + "/" for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise DataError(f"HARNESS_DATA={env} has no folder '{task}/' (it holds: {', '.join(present) or 'nothing'}); "
+                            "add it, pass --data-root DIR, or unset HARNESS_DATA to use the shipped sample")
+        return _enter_wrapper(root), False
     sample = SAMPLE_DIR / (sample_name or task)
     if sample.is_dir():
         return _enter_wrapper(sample), True

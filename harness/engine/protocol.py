@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -49,9 +50,9 @@ class Protocol:
             raise HarnessError(f"protocol.topk must be >= 1, got {self.topk}")
         if self.context < 0:
             raise HarnessError(f"protocol.context must be >= 0, got {self.context}")
-        if self.temperature <= 0:
-            raise HarnessError(f"protocol.temperature must be > 0, got {self.temperature}")
-        if self.radius <= 0:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise HarnessError(f"protocol.temperature must be a finite number > 0, got {self.temperature}")
+        if not (math.isfinite(self.radius) and self.radius > 0):
             raise HarnessError(f"protocol.radius must be > 0 (a node must at least see its own cell), got {self.radius}")
         if self.window not in ("disk", "square"):
             raise HarnessError(f"protocol.window must be 'disk' or 'square', got {self.window!r}")
@@ -139,16 +140,23 @@ def resolve_protocol(
 
 
 def _coerce(key: str, value: Any) -> Any:
+    """``--set`` values to the field's type; a fractional count (``topk=2.5``), NaN/Inf or a non-boolean
+    flag is refused rather than truncated or passed on."""
     kind = {f.name: f.type for f in fields(Protocol)}[key]
     try:
         if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
             return int(value)
         if kind == "float":
-            return float(value)
-        if kind == "bool" and isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            if isinstance(value, bool) or not math.isfinite(number := float(value)):
                 raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-    except ValueError as err:
-        raise HarnessError(f"protocol.{key}: cannot read {value!r} as {kind}") from err
+            return number
+        if kind == "bool" and not isinstance(value, bool):
+            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return str(value).lower() in ("true", "1", "yes")
+    except (TypeError, ValueError, OverflowError) as err:
+        what = {"int": "a whole number", "float": "a finite number", "bool": "true or false"}.get(kind, kind)
+        raise HarnessError(f"protocol.{key} must be {what}, got {value!r}") from err
     return value

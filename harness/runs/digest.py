@@ -38,9 +38,10 @@ class RunInputs:
     weights: dict[str, str]
 
 
-def fingerprint_inputs(resolved: dict[str, Any]) -> RunInputs:
+def fingerprint_inputs(resolved: dict[str, Any], default_weights: str | None = None) -> RunInputs:
     """Fingerprint the inputs named by a runner's resolved config (keys as in ``Runner._resolved_config``,
-    which include the feature ``precision``)."""
+    which include the feature ``precision``); ``default_weights`` is the sha256 the method declares for the
+    weights it loads when no file is given (``MethodFacts.weights_sha256``)."""
     method_config = dict(resolved.get("method_config") or {})
     weights = weights_fingerprint(method_config)
     names = list(resolved["sequences"])
@@ -51,7 +52,7 @@ def fingerprint_inputs(resolved: dict[str, Any]) -> RunInputs:
         "method_config": {k: v for k, v in method_config.items() if k not in WEIGHTS_KEYS},
         # the sample is the same wherever the repository is cloned; a real root is identified by its path
         "data_root": "<shipped sample>" if resolved.get("sample") else str(Path(resolved["data_root"]).resolve()),
-        "precision": resolved.get("precision", "fp32"), "weights": weights, "data": data,
+        "precision": resolved.get("precision", "fp32"), "weights": weights or {"default": default_weights}, "data": data,
     }
     protocol = resolved.get("protocol") or {}
     identity = RunIdentity(

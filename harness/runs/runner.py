@@ -31,6 +31,7 @@ from harness.resources import results_dir
 from harness.runs.digest import fingerprint_inputs, run_out_dir
 from harness.runs.feature_cache import cached_features
 from harness.runs.frames import SequenceReader
+from harness.runs.inputs import check_method_inputs
 from harness.runs.outdir import RECORD, claim
 from harness.runs.precision import check_precision
 from harness.runs.record import environment, now_iso
@@ -61,6 +62,8 @@ class Runner:
         self.config = config
         task_entry = get_task(config.task)
         self.method_entry = get_method(config.method)
+        check_method_inputs(config.method, self.method_entry.facts, config.overrides.get("method", {}),
+                            config.checkpoint, config.weights)
         self.data_root, self.is_sample = resolve_data_root(task_entry.name, config.data_root)
         if self.is_sample:
             log(f"note: no --data-root or $HARNESS_DATA given: using the shipped real sample in {self.data_root}")
@@ -72,7 +75,8 @@ class Runner:
         require_valid(self.task.name, self.data_root, self.sequences)
         self.device = pick_device(config.device)
         self.resolved = self._resolved_config()
-        self.inputs = fingerprint_inputs(self.resolved)  # data and weights by content, before any compute
+        # data and weights by content, before any compute
+        self.inputs = fingerprint_inputs(self.resolved, self.method_entry.facts.weights_sha256)
         self.out_dir = Path(config.out_dir) if config.out_dir else run_out_dir(
             RUNS_DIR or results_dir(config.results_dir) / "runs", self.resolved, self.inputs)
 

@@ -8,6 +8,7 @@ mode-P palette PNGs with ids 0..N — the format the official evaluator reads.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from harness.data.images import davis_palette
+from harness.data.images import davis_palette, object_ids_problem, unpadded_names
 from harness.errors import DataError
 from harness.io import atomic_path
 from harness.metrics import davis as davis_metrics
@@ -77,6 +78,9 @@ class DavisTask(Task):
             raise DataError(f"sequence {name!r} has no frames: no *.jpg in {self.frames_dir / name}")
         if not annotation_paths:
             raise DataError(f"sequence {name!r} has no annotations: no *.png in {self.annotations_dir / name}")
+        problem = unpadded_names([p.stem for p in frame_paths])
+        if problem:
+            raise DataError(f"{self.frames_dir / name}: {problem}")
         if [p.stem for p in annotation_paths] != [p.stem for p in frame_paths]:
             missing = sorted({p.stem for p in frame_paths} ^ {p.stem for p in annotation_paths})
             raise DataError(
@@ -97,6 +101,9 @@ class DavisTask(Task):
         n_objects = int(masks[0][masks[0] != VOID].max(initial=0))
         if n_objects == 0:
             raise DataError(f"first-frame annotation {annotation_paths[0]} contains no object")
+        problem = object_ids_problem(_object_ids(masks[0]))
+        if problem:
+            raise DataError(f"{annotation_paths[0]}: {problem}")
         meta = {"frame_names": [p.stem for p in frame_paths], "n_objects": n_objects,
                 "first_annotation": str(annotation_paths[0])}
         return Sequence(name=name, frames=frames, gt=masks, meta=meta)
@@ -154,7 +161,22 @@ class DavisTask(Task):
 
     def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
         names = sequences if sequences is not None else self.sequences()
+        for name in names:
+            self._check_ground_truth(name)
         return davis_metrics.score_folder(self.annotations_dir, Path(pred_dir), names, binary_gt=self.binary_masks)
+
+    def _check_ground_truth(self, name: str) -> None:
+        """Scoring keeps the official semantics, but says when they mislead: unpadded frame names are
+        refused (J-Decay would use text order), object ids with gaps are warned about (phantom objects)."""
+        paths = sorted(self.annotations_dir.joinpath(name).glob("*.png"))
+        problem = unpadded_names([p.stem for p in paths])
+        if problem:
+            raise DataError(f"{self.annotations_dir / name}: {problem}")
+        if paths:
+            problem = object_ids_problem(_object_ids(self.read_mask(paths[0])))
+            if problem:
+                print(f"warning: {paths[0]}: {problem}. Scored as the official evaluator does, phantom "
+                      "objects included.", file=sys.stderr)
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> None:
@@ -222,6 +244,10 @@ def _read_split(path: Path) -> list[str]:
         if line not in names:
             names.append(line)
     return names
+
+
+def _object_ids(mask: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(mask) if v not in (0, VOID)]
 
 
 @register_task("davis", summary="DAVIS-2017 semi-supervised VOS (val, 30 sequences, multi-object)", metric="J&F-Mean")

@@ -30,6 +30,7 @@ FACTS = MethodFacts(
     weights_sha256="84b7bd506fd156b0900a0c88fb82cdb87addde719c02e25cf2e819d55c88458b",
     license="MIT (code after the original videowalk release; demo weights trained by this harness)",
     paper="Jabri, Owens, Efros. Space-Time Correspondence as a Contrastive Random Walk. NeurIPS 2020",
+    settings=("checkpoint",),
 )
 
 register_trainer("crw", "methods.crw.train", summary="CRW walk loss on raw video (recipes in methods/crw/recipes)")

@@ -35,7 +35,8 @@ def resolve(name: str) -> MethodEntry:
     stride, dim = declared_shape(name)
     return MethodEntry(name=name, factory=lambda config: create(name, config),
                        summary=f"timm {name.removeprefix(PREFIX)} (see methods/timm_models/__init__.py)",
-                       facts=MethodFacts(stride=stride, dim=dim, license="per model (timm's hub card)"))
+                       facts=MethodFacts(stride=stride, dim=dim, license="per model (timm's hub card)",
+                                         settings=("weights", "pretrained", "layer", "stride", "norm", "seed")))
 
 
 register_method_family(PREFIX, resolve, example="timm:<model>[@crw]  any timm model; stride-8 level where possible")
