@@ -47,12 +47,21 @@ def group_label(group: Group) -> str:
 
 
 def run_labels(frame: pd.DataFrame) -> list[str]:
-    """``method [variant]``, disambiguated by checkpoint, then by row, when two runs would share a label."""
-    base = [str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "") for _, row in frame.iterrows()]
+    """``method [variant]``; runs that would share a label get the first of checkpoint, task read,
+    commit that tells them apart (a row number as the last resort)."""
+    rows = [row for _, row in frame.iterrows()]
+    base = [str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "") for row in rows]
     labels = []
-    for i, (label, (_, row)) in enumerate(zip(base, frame.iterrows(), strict=True)):
-        if base.count(label) > 1:
-            label += f" ({row['checkpoint'] or f'run {i + 1}'})"
+    for i, (label, row) in enumerate(zip(base, rows, strict=True)):
+        twins = [r for b, r in zip(base, rows, strict=True) if b == label]
+        if len(twins) > 1:
+            for key, prefix in (("checkpoint", ""), ("task", "task "), ("commit", "")):
+                values = [str(r.get(key) or "") for r in twins]
+                if all(values) and len(set(values)) == len(values):
+                    label += f" ({prefix}{row[key]})"
+                    break
+            else:
+                label += f" (run {i + 1})"
         labels.append(label)
     return labels
 
