@@ -7,7 +7,7 @@ their natural types.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,26 @@ from harness.errors import HarnessError
 SECTIONS = ("method", "task", "protocol", "adapt")
 
 
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """One ``--set`` item, ``"a.b=5"`` → ``("a.b", 5)``: the one reader of overrides (runs, recipes, benchmarks)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise HarnessError(f"--set expects key=value, got {item!r}")
+    try:
+        return key, yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise HarnessError(f"--set {item!r}: cannot read the value: {err}") from err
+
+
 def parse_sets(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``["protocol.topk=5", "adapt.steps=3"]`` → ``{"protocol": {"topk": 5}, "adapt": {"steps": 3}, ...}``."""
     out: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"--set expects key=value, got {item!r}")
-        section, dot, name = key.strip().partition(".")
+        key, value = parse_assignment(item)
+        section, dot, name = key.partition(".")
         if not dot or section not in SECTIONS or not name:
             raise HarnessError(f"--set key {key!r} must start with one of: {', '.join(s + '.' for s in SECTIONS)}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise HarnessError(f"--set {item!r}: cannot read the value: {err}") from err
         out[section][name] = value
     return out
 
@@ -88,6 +94,3 @@ class RunConfig:
         config["sequences"] = self.sequences
         config["limit"] = self.limit
         return config
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -8,6 +8,7 @@ download or a run.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,84 @@ def _parse_check(f: _Fields) -> CheckSpec:
         mat_keys=f.strings("mat_keys", required=labels == "jhmdb-mat"),
         joints=joints,
     )
+
+
+# -- split lists: the card says where they are and in which format; this is their one reader ----------
+
+
+def split_names(root: Path, split: Split) -> tuple[list[str], Path]:
+    """The sequence names of ``split`` from the first of its list files present under ``root``, and that
+    file (a glob's first match). Blank lines and ``#`` comment lines are skipped (no benchmark names a
+    sequence with a leading ``#``); repeated names count once, in first-seen order.
+
+    Raises :class:`DataError` naming every place looked at when no list is present, a list that
+    names nothing, or a line that cannot be read.
+    """
+    for candidate in split.lists:
+        if any(ch in candidate.path for ch in "*?["):
+            files = sorted(root.glob(candidate.path))
+        else:
+            files = [root / candidate.path] if (root / candidate.path).is_file() else []
+        if not files:
+            continue
+        try:
+            names = _parse_lists(files, candidate)
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{files[0]}: unreadable split list ({err})") from err
+        if not names:
+            raise DataError(f"{files[0]}: split list {split.name!r} names no sequence")
+        return names, files[0]
+    looked = ", ".join(str(root / c.path) for c in split.lists)
+    raise DataError(f"{root}: no list of split {split.name!r} (looked for {looked})")
+
+
+def task_split(task: str, root: Path, split: str | None = None) -> tuple[list[str], Path]:
+    """The names of ``split`` (default: the card's) of the card serving ``task``, and the list file read."""
+    card = find_card(task)
+    if card.check is None:
+        raise DataError(f"the {card.name} card defines no splits (see {card.source})")
+    name = split or card.check.default_split
+    if name not in card.check.splits:
+        raise DataError(f"{card.name} has no split {name!r}; splits: {', '.join(card.check.splits)}")
+    return split_names(root, card.check.splits[name])
+
+
+def read_split(root: Path, split: Split) -> tuple[list[str] | None, list[str]]:
+    """:func:`split_names` for ``harness data check``: the names, or None and the problem as a sentence."""
+    try:
+        return split_names(root, split)[0], []
+    except DataError as err:
+        return None, [str(err)]
+
+
+def _lines(path: Path) -> list[str]:
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def _parse_lists(files: list[Path], candidate: SplitList) -> list[str]:
+    names: list[str] = []
+    for path in files:
+        if candidate.format == "names":
+            names += [ln.strip("/") for ln in _lines(path)]
+        elif candidate.format == "davis-frame-pairs":
+            # "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
+            for line in _lines(path):
+                parts = line.split()[0].strip("/").split("/")
+                if len(parts) < 4:
+                    raise DataError(f"{path}: cannot read a sequence name from line {line!r}")
+                names.append(parts[2])
+        else:  # jhmdb-official: "<class>_test_split1.txt" lines "<clip>.avi <1 train | 2 test>"
+            if not fnmatch.fnmatch(path.name, Path(candidate.path).name):
+                continue
+            before, after = Path(candidate.path).name.split("*", 1)
+            cls = path.name[len(before): len(path.name) - len(after)]
+            for line in _lines(path):
+                if len(line.split()) != 2:
+                    raise DataError(f"{path}: cannot read line {line!r} (expected '<clip>.avi 1|2')")
+                if line.split()[1] == "2":
+                    names.append(f"{cls}/{Path(line.split()[0]).stem}")
+    return list(dict.fromkeys(names))
 
 
 def load_card(path: str | Path) -> Card:

@@ -8,7 +8,6 @@ that starts with the offending file.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import scipy.io
 
-from harness.data.cards import Card, CheckSpec, Split, SplitList, find_card
+from harness.data.cards import Card, CheckSpec, Split, find_card, read_split
 from harness.data.images import (
     object_ids_problem,
     objects,
@@ -123,48 +122,6 @@ def run_check(task: str, root: Path, sequences: list[str] | None = None, *, spli
 def _top_folders(spec: CheckSpec) -> list[str]:
     tops = [pattern.split("/", 1)[0] for pattern in (spec.frames, spec.annotations)]
     return [t for i, t in enumerate(tops) if "{" not in t and t not in tops[:i]]
-
-
-# ----------------------------------------------------------------------------------------- split lists
-
-
-def read_split(root: Path, split: Split) -> tuple[list[str] | None, list[str]]:
-    """The split's sequence names from the first of its list files present, and any problems."""
-    for candidate in split.lists:
-        if any(ch in candidate.path for ch in "*?["):
-            files = sorted(root.glob(candidate.path))
-        else:
-            files = [root / candidate.path] if (root / candidate.path).is_file() else []
-        if not files:
-            continue
-        try:
-            names = _parse_lists(files, candidate)
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            return None, [f"{files[0]}: unreadable split list ({err})"]
-        if not names:
-            return None, [f"{files[0]}: split list {split.name!r} names no sequence"]
-        return names, []
-    looked = ", ".join(str(root / c.path) for c in split.lists)
-    return None, [f"{root}: no list of split {split.name!r} (looked for {looked})"]
-
-
-def _parse_lists(files: list[Path], candidate: SplitList) -> list[str]:
-    names: list[str] = []
-    for path in files:
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        lines = [ln for ln in lines if ln and not ln.startswith("#")]
-        if candidate.format == "names":
-            names += lines
-        elif candidate.format == "davis-frame-pairs":
-            # "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
-            names += [Path(ln.split()[0]).parent.name for ln in lines]
-        else:  # jhmdb-official: "<class>_test_split1.txt" lines "<clip>.avi <1 train | 2 test>"
-            if not fnmatch.fnmatch(path.name, Path(candidate.path).name):
-                continue
-            before, after = Path(candidate.path).name.split("*", 1)
-            cls = path.name[len(before): len(path.name) - len(after)]
-            names += [f"{cls}/{Path(ln.split()[0]).stem}" for ln in lines if ln.split()[-1] == "2"]
-    return list(dict.fromkeys(names))
 
 
 # ----------------------------------------------------------------------------------------- sequences

@@ -70,23 +70,13 @@ def _one_run(args: argparse.Namespace, out_dir: Path, adapt: dict[str, Any] | No
     }
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise HarnessError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.removeprefix("adapt.")] = yaml.safe_load(value)
-    return out
-
-
 def main(args: argparse.Namespace) -> dict[str, Any]:
     if not args.checkpoint.is_file():
         raise HarnessError(f"--checkpoint {args.checkpoint}: no such file")
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    extra = _parse_sets(args.adapt_sets)
+    from harness.config import parse_sets
+
+    extra = parse_sets([s if s.startswith("adapt.") else f"adapt.{s}" for s in args.adapt_sets])["adapt"]
     with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
         plain = _one_run(args, Path(tmp) / "plain", None)
         adapted = [_one_run(args, Path(tmp) / f"steps-{n}", {**extra, "steps": n}) for n in steps]

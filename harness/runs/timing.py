@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from harness.device import sync
 from harness.runs.schema import STAGES
 
 #: per-sequence timing key of each stage (seconds); ``score`` kept the name version 1's state files used
@@ -41,10 +42,7 @@ def process_age_s() -> float:
         return time.monotonic() - _IMPORTED
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a clock read after it has seen the work finish."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+synchronize = sync  # the device module owns waiting for a device
 
 
 class StageTimer:

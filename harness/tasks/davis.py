@@ -58,17 +58,12 @@ class DavisTask(Task):
                 raise DataError(f"{folder} is missing.\n{self.layout_help}")
 
     # -- reading -----------------------------------------------------------------------------
-    def split_files(self) -> list[Path]:
-        return [self.data_root / "ImageSets" / "2017" / f"{self.split}.txt"]
-
     def sequences(self) -> list[str]:
-        for path in self.split_files():
-            if path.is_file():
-                names = _read_split(path)
-                break
-        else:
-            wanted = " or ".join(str(p) for p in self.split_files())
-            raise DataError(f"split file {wanted} is missing.\n{self.layout_help}")
+        """The split's names, read from the list files the dataset card names (its one reader)."""
+        try:
+            names, path = task_split(self.name, self.data_root, self.split)
+        except DataError as err:
+            raise DataError(f"{err}\n{self.layout_help}") from None
         return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(path))
 
     def load(self, name: str) -> Sequence:
@@ -220,30 +215,9 @@ class Davis2016Task(DavisTask):
         "Get it with `harness data download davis2016` or from https://davischallenge.org/davis2016/code.html"
     )
 
-    def split_files(self) -> list[Path]:
-        return [self.data_root / "ImageSets" / "2016" / f"{self.split}.txt",
-                self.data_root / "ImageSets" / "480p" / f"{self.split}.txt"]
-
     def read_mask(self, path: Path) -> np.ndarray:
         image = read_image(path, "L")
         return (image > 127).astype(np.uint8)
-
-
-def _read_split(path: Path) -> list[str]:
-    """Sequence names of a split file: one name per line (2017), or the 2016 frame-pair list."""
-    names: list[str] = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if "/" in line:  # "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
-            parts = line.split()[0].strip("/").split("/")
-            if len(parts) < 4:
-                raise DataError(f"{path}: cannot read a sequence name from line {line!r}")
-            line = parts[2]
-        if line not in names:
-            names.append(line)
-    return names
 
 
 def _object_ids(mask: np.ndarray) -> list[int]:

@@ -46,6 +46,7 @@ import scipy.io
 import torch
 from PIL import Image, ImageDraw
 
+from harness.data.cards import task_split
 from harness.engine.protocol import Protocol
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
@@ -163,26 +164,14 @@ class JhmdbTask(Task):
 
     # -- reading -----------------------------------------------------------------------------
     def split_names(self) -> tuple[list[str], str]:
-        """Split-1 test clips and where they came from: ``splits/test_split1_clips.txt`` when present,
-        else the official per-class files ``splits/<class>_test_split1.txt`` (lines ``<clip>.avi 2``
+        """Split-1 test clips and the list they came from, as the dataset card says: ``splits/test_split1_clips.txt``
+        when present, else the official per-class files ``splits/<class>_test_split1.txt`` (lines ``<clip>.avi 2``
         are test clips), classes in alphabetical order."""
-        split = self.data_root / SPLIT_FILE
-        if split.is_file():
-            return [line.strip().strip("/") for line in split.read_text().splitlines() if line.strip()], str(split)
-        per_class = sorted(self.data_root.joinpath("splits").glob(f"*{OFFICIAL_SPLIT_SUFFIX}"))
-        if not per_class:
-            raise DataError(f"split file {split} is missing (and no splits/<class>{OFFICIAL_SPLIT_SUFFIX} files "
-                            f"either).\n{self.layout_help}")
-        names = []
-        for path in per_class:
-            label = path.name[: -len(OFFICIAL_SPLIT_SUFFIX)]
-            for line in path.read_text().splitlines():
-                parts = line.split()
-                if parts and len(parts) != 2:
-                    raise DataError(f"{path}: cannot read line {line!r} (expected '<clip>.avi 1|2')")
-                if parts and parts[1] == "2":
-                    names.append(f"{label}/{Path(parts[0]).stem}")
-        return names, str(self.data_root / "splits" / f"*{OFFICIAL_SPLIT_SUFFIX}")
+        try:
+            names, path = task_split(self.name, self.data_root)
+        except DataError as err:
+            raise DataError(f"{err}\n{self.layout_help}") from None
+        return names, str(path)
 
     def sequences(self) -> list[str]:
         names, split = self.split_names()

@@ -26,13 +26,13 @@ Choices, and why (crw-protocol.md §4.4–4.6, §5.3):
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from natsort import natsorted
 from PIL import Image
 
 from harness.errors import DataError, HarnessError, PredictionError
@@ -48,10 +48,6 @@ CLASS_NAMES = (
     "right-shoe", "left-shoe",
 )
 NUM_CLASSES = len(CLASS_NAMES)
-
-
-def _natural_key(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def soft_labels(labels: np.ndarray, class_ids: list[int], grid: tuple[int, int]) -> torch.Tensor:
@@ -107,7 +103,7 @@ class VipTask(Task):
         folder = self.images_dir / name
         if not folder.is_dir():
             raise DataError(f"video {name!r}: image folder {folder} is missing")
-        stems = sorted((p.stem for p in folder.glob("*.jpg")), key=_natural_key)
+        stems = natsorted(p.stem for p in folder.glob("*.jpg"))
         if not stems:
             raise DataError(f"video {name!r}: no *.jpg frames in {folder}")
         return stems

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from natsort import natsorted
 
 from harness.errors import DataError
 from harness.io import atomic_write_json
@@ -62,10 +62,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["HARNESS_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "crwbench"
-
-
-def _natural_key(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 # -- discovery and indexing -------------------------------------------------------------------
@@ -124,7 +120,7 @@ def discover(root: Path) -> dict[str, tuple[str, dict[str, int]]]:
 def frame_files(folder: Path) -> list[Path]:
     """The images of a frame-folder video in natural order (``2.jpg`` before ``10.jpg``)."""
     names = [f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-    return [folder / f for f in sorted(names, key=_natural_key)]
+    return [folder / f for f in natsorted(names)]
 
 
 def probe_video(path: Path) -> dict[str, Any]:
@@ -215,7 +211,7 @@ def index_videos(
             fps=float(e["fps"]) if e["fps"] is not None else float(frame_folder_fps or 0.0),
             pts=_unpack_pts(e["pts"]),
         )
-        for rel, e in sorted(fresh.items(), key=lambda kv: _natural_key(kv[0]))
+        for rel, e in natsorted(fresh.items(), key=lambda kv: kv[0])
         if "error" not in e
     ]
     if not videos:

@@ -31,6 +31,9 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from harness.config import parse_assignment
+from harness.device import pick_device
+from harness.device import sync as _sync
 from harness.errors import CheckpointError, HarnessError
 from harness.io import atomic_path, atomic_write_text, read_yaml
 from methods.crw.augment import ClipAugment, grid_nodes
@@ -64,10 +67,7 @@ def load_recipe(name: str, overrides: list[str] | None = None) -> dict[str, Any]
     """A recipe by name (``methods/crw/recipes/NAME.yaml``) or YAML path, ``base:`` resolved, overrides applied."""
     recipe = _load_recipe_file(name, seen=())
     for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"--set expects key=value, got {item!r}")
-        set_key(recipe, key.strip(), yaml.safe_load(raw))
+        set_key(recipe, *parse_assignment(item))
     validate_recipe(recipe)
     return recipe
 
@@ -204,20 +204,6 @@ def init_distributed(device: torch.device) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(requested: str) -> torch.device:
-    """``auto`` → this process's GPU (``LOCAL_RANK``) when CUDA is there, else the CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise HarnessError("--device cuda: CUDA is not available on this machine")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if requested != "cpu":
-        raise HarnessError(f"--device must be auto, cpu or cuda, got {requested!r}")
-    return torch.device("cpu")
 
 
 # -- RNG state --------------------------------------------------------------------------------
@@ -563,8 +549,3 @@ def _train_step(
     scheduler.step()
     _sync(device)
     return loss.detach(), diag, lr, fwd_bwd
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
