@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from harness.data.cards import task_split
 from harness.data.images import davis_palette, object_ids_problem, unpadded_names
 from harness.errors import DataError
 from harness.io import atomic_path
