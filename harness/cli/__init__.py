@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "leaderboard": ("harness.cli.leaderboard", "build tables and plots from run records"),
     "data": ("harness.cli.data", "download and check datasets"),
     "bench": ("harness.cli.bench", "run a benchmark and write a JSON report"),
+    "sweep": ("harness.cli.sweep", "run a grid of methods x checkpoints x knobs on a scheduler"),
     "schema": ("harness.cli.schema", "print the run-record JSON Schema or check records against it"),
 }
 
