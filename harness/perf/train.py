@@ -1,9 +1,17 @@
 """``harness bench train``: CRW training throughput and the cycle-accuracy curve of a real run.
 
 Throughput: a short run of a recipe (default ``crw-cpu-demo``) in a temporary folder; the first
-``--warmup`` steps are dropped and the rest summarised (median and mean) as clips/s and as the
-iteration split into data loading, forward+backward and optimizer. The machine's load average
-is recorded beside the numbers because on a shared CPU it moves them more than anything else.
+``--warmup`` steps (and a step that compiled the model) are dropped and the rest summarised
+(median and mean) as clips/s and as the iteration split into data loading (the share of each step
+spent waiting for data), forward+backward and optimizer. Beside it, in the same run, the model
+step alone in float32 eager (the original code's arithmetic) and as the recipe configures it on
+this device (bf16, torch.compile, channels_last on CUDA), so the ratio to the original is read off
+one report. The machine's load average is recorded beside the numbers because on a shared CPU it
+moves them more than anything else.
+
+``--loader-only``: the data pipeline alone, one worker (one thread), the per-patch reference path
+against the batched one, side by side on one real video (default the Kinetics clip) at the
+recipe's settings (default ``crw-paper``); reported as clips per CPU-second and per wall-second.
 
 Learning curve: read from the JSONL log of a finished run (``--log``, default the committed demo
 run): cycle accuracy and loss at the start and the end (means over ``--window`` steps), and a
@@ -30,7 +38,7 @@ DEFAULT_LOG = results_dir() / "train" / "crw-cpu-demo" / "metrics.jsonl"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="crw", help="trainable method (default crw)")
-    parser.add_argument("--recipe", default="crw-cpu-demo", help="recipe to time (default crw-cpu-demo)")
+    parser.add_argument("--recipe", help="recipe to time (default crw-cpu-demo; with --loader-only crw-paper)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training videos (default ../shared/data/videos)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps after the warm-up (default 4)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (default 1)")
@@ -39,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG, help="metrics.jsonl of a finished run to summarise")
     parser.add_argument("--window", type=int, default=10, help="steps averaged for start/end accuracy (default 10)")
     parser.add_argument("--skip-timing", action="store_true", help="only summarise --log")
+    parser.add_argument("--skip-model-step", action="store_true", help="leave out the model-step comparison")
+    parser.add_argument("--loader-only", action="store_true",
+                        help="time only the data pipeline: per-patch reference vs batched path, one worker")
+    parser.add_argument("--video", type=Path, default=DEFAULT_DATA / "kinetics400-demo.mp4",
+                        help="--loader-only: the video (default ../shared/data/videos/kinetics400-demo.mp4)")
+    parser.add_argument("--clips", type=int, default=8, help="--loader-only: clips per round (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="--loader-only: rounds per path (default 3)")
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -89,7 +104,7 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
     from harness.registry import get_trainer
 
     trainer = get_trainer(args.method).load()
-    recipe = trainer.load_recipe(args.recipe, args.sets)
+    recipe = trainer.load_recipe(args.recipe or "crw-cpu-demo", args.sets)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="crw-bench-") as tmp:
         started = time.perf_counter()
@@ -97,7 +112,7 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
                                        device=args.device, progress=False)
         trainer.train(recipe, options)
         total = time.perf_counter() - started
-        records = read_log(Path(tmp) / "metrics.jsonl")[args.warmup :]
+        records = [r for r in read_log(Path(tmp) / "metrics.jsonl")[args.warmup :] if "compile_s" not in r]
     if not records:
         raise RuntimeError("no timed steps: the run ended during the warm-up")
     parts = ("data", "fwd_bwd", "optim", "step")
@@ -105,7 +120,7 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
     mean = {p: _mean([r["time"][p] for r in records]) for p in parts}
     batch = int(recipe["optim"]["batch_size"])
     return {
-        "recipe": args.recipe,
+        "recipe": recipe.get("name"),
         "overrides": args.sets,
         "batch_size": batch,
         "frame_size": recipe["augment"]["frame_size"],
@@ -118,6 +133,7 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
         "step_s_median": median,
         "step_s_mean": mean,
         "share_of_step": {p: mean[p] / mean["step"] for p in ("data", "fwd_bwd", "optim")},
+        "data_wait_share": mean["data"] / mean["step"],
         "wall_s_total": total,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -130,21 +146,31 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
+    from harness.registry import get_trainer
+
     report: dict[str, Any] = {
         "benchmark": "train",
         "env": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
                 "device": args.device},
     }
+    if args.loader_only:
+        trainer = get_trainer(args.method).load()
+        recipe = trainer.load_recipe(args.recipe or "crw-paper", args.sets)
+        report["benchmark"] = "train --loader-only"
+        report["loader"] = trainer.benchmark_loader(recipe, args.video, args.clips, args.rounds)
+        return report
     if not args.skip_timing:
         report["throughput"] = time_training(args)
+        if not args.skip_model_step:
+            trainer = get_trainer(args.method).load()
+            recipe = trainer.load_recipe(args.recipe or "crw-cpu-demo", args.sets)
+            report["model_step"] = trainer.benchmark_model_step(recipe, args.device, args.warmup, args.steps)
     if args.log.is_file():
         report["run_log"] = str(args.log.resolve().relative_to(REPO) if args.log.resolve().is_relative_to(REPO) else args.log)
         curve = summarise_curve(read_log(args.log), args.window)
         recipe_file = args.log.parent / "recipe.yaml"  # written by `harness train` beside the log
         if recipe_file.is_file():
             import yaml
-
-            from harness.registry import get_trainer
 
             curve["chance_acc"] = get_trainer(args.method).load().chance_accuracy(yaml.safe_load(recipe_file.read_text()))
         report["learning_curve"] = curve

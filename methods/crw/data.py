@@ -318,6 +318,9 @@ def decode_frames(video: VideoEntry, frames: Sequence[int]) -> np.ndarray:
 def _decode_file(video: VideoEntry, frames: Sequence[int]) -> np.ndarray:
     """Decode from the key frame before the first wanted timestamp until every wanted one is seen.
 
+    Decoded frames stay PyAV frames until decoding stops; only those a wanted timestamp takes are
+    converted to RGB arrays (the conversion used to cost more than the decoding itself).
+
     Some containers (AVI with packed B-frames) hand out frames slightly out of timestamp order,
     and their packet list may hold a timestamp no decoded frame carries; so decoding goes a few
     frames past the last wanted timestamp, and a wanted timestamp without its exact frame takes
@@ -326,13 +329,15 @@ def _decode_file(video: VideoEntry, frames: Sequence[int]) -> np.ndarray:
     import av
 
     wanted = sorted({video.pts[i] for i in frames})
-    best: dict[int, tuple[int, np.ndarray]] = {}
+    # frames that nothing references and that lie well before the clip need not be decoded at all
+    skip_below = video.pts[max(min(frames) - REORDER_SLACK, 0)]
+    best: dict[int, tuple[int, Any]] = {}
     past_last = 0
     try:
         with av.open(str(video.path)) as container:
             stream = container.streams.video[0]
             container.seek(wanted[0], stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
+            for frame in _decode_skipping(container, stream, skip_below):
                 pts = frame.pts
                 if pts is None:
                     continue
@@ -341,18 +346,32 @@ def _decode_file(video: VideoEntry, frames: Sequence[int]) -> np.ndarray:
                     if past_last >= REORDER_SLACK:
                         break
                     continue
-                takers = [w for w in wanted if w >= pts and (w not in best or best[w][0] < pts)]
-                if takers:
-                    image = frame.to_ndarray(format="rgb24")
-                    best.update((w, (pts, image)) for w in takers)
+                for w in wanted:  # a decoded frame is a candidate for every wanted time at or after it
+                    if w >= pts and (w not in best or best[w][0] < pts):
+                        best[w] = (pts, frame)
                 if all(w in best and best[w][0] == w for w in wanted):
                     break
+            # convert only the frames kept (at most clip_len of them), not every one decoded
+            images = {pts: frame.to_ndarray(format="rgb24") for pts, frame in best.values()}
     except Exception as err:  # PyAV raises many error types for broken files
         raise DataError(f"{video.path}: cannot decode frames ({type(err).__name__}: {err})") from err
     missing = [w for w in wanted if w not in best]
     if missing:
         raise DataError(f"{video.path}: {len(missing)} frame(s) could not be decoded (pts {missing[:3]})")
-    return _stack(video, [best[video.pts[i]][1] for i in frames])
+    return _stack(video, [images[best[video.pts[i]][0]] for i in frames])
+
+
+def _decode_skipping(container: Any, stream: Any, skip_below: int) -> Iterator[Any]:
+    """Decoded frames of ``stream``; packets before ``skip_below`` skip non-reference frames.
+
+    Non-reference frames (most B-frames) are never used to decode another frame, so skipping
+    them changes no other frame (``tests/test_crw_pipeline.py`` checks this bit for bit against a
+    full decode on every real video) and saves about a third of the decoding before a clip.
+    """
+    codec = stream.codec_context
+    for packet in container.demux(stream):
+        codec.skip_frame = "NONREF" if packet.pts is not None and packet.pts < skip_below else "DEFAULT"
+        yield from codec.decode(packet)
 
 
 def _stack(video: VideoEntry, images: list[np.ndarray]) -> np.ndarray:
@@ -381,20 +400,26 @@ class ClipDataset(torch.utils.data.Dataset):
     the number of failures travels with the sample so the training loop can report it.
     """
 
-    def __init__(self, index: ClipIndex, transform: Callable[[np.ndarray, torch.Generator], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        index: ClipIndex,
+        transform: Callable[[np.ndarray, torch.Generator], Any],
+        decode: Callable[[VideoEntry, Sequence[int]], np.ndarray] | None = None,
+    ) -> None:
         self.index = index
         self.transform = transform
+        self.decode = decode or decode_frames  # the benchmark swaps in the reference decoder
 
     def __len__(self) -> int:
         return int(self.index.counts.sum())
 
-    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int]:  # type: ignore[override]
+    def __getitem__(self, key: SampleKey) -> tuple[Any, int]:  # type: ignore[override]
         gen = torch.Generator().manual_seed(key.seed)
         video, start = key.video, key.start
         for failures in range(MAX_FALLBACKS + 1):
             clip = self.index.clip(video, start)
             try:
-                frames = decode_frames(self.index.videos[clip.video], clip.frames)
+                frames = self.decode(self.index.videos[clip.video], clip.frames)
             except DataError as err:
                 log.warning("skipping clip: %s", err)
                 video, start = self.index.random_clip(gen)
@@ -403,9 +428,17 @@ class ClipDataset(torch.utils.data.Dataset):
         raise DataError(f"{MAX_FALLBACKS + 1} clips in a row failed to decode; last: {self.index.videos[video].path}")
 
 
-def collate(samples: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
-    """Stack clips into ``[B, T, N, 3, P, P]`` and add up their decode failures."""
-    return torch.stack([s[0] for s in samples]), sum(s[1] for s in samples)
+def collate(samples: list[tuple[Any, int]]) -> tuple[Any, int]:
+    """Stack clips into ``[B, T, N, 3, P, P]`` and add up their decode failures.
+
+    With ``data.augment_on: gpu`` a sample is ``(frames [T, 3, S, S], boxes [T, N, 4])`` and both
+    parts are stacked, for :meth:`~methods.crw.augment.ClipAugment.finish` on the device.
+    """
+    failures = sum(s[1] for s in samples)
+    first = samples[0][0]
+    if isinstance(first, tuple):
+        return tuple(torch.stack([s[0][i] for s in samples]) for i in range(len(first))), failures
+    return torch.stack([s[0] for s in samples]), failures
 
 
 class ShardedClipSampler(torch.utils.data.Sampler):

@@ -70,6 +70,9 @@ class CRWNet(nn.Module):
         super().__init__()
         self.encoder = Encoder(padding)
         self.head = nn.Linear(512, EMBED_DIM)
+        #: feed the encoder NHWC patches (set together with ``.to(memory_format=torch.channels_last)``:
+        #: faster convolutions on tensor cores; no effect on the weights or the state dict)
+        self.channels_last = False
 
     def embed_nodes(self, patches: torch.Tensor) -> torch.Tensor:
         """Unit-norm node embeddings ``[B, T, N, 128]`` of patches ``[B, T, N, 3, P, P]``.
@@ -80,7 +83,10 @@ class CRWNet(nn.Module):
         if patches.dim() != 6 or patches.shape[3] != 3:
             raise ValueError(f"expected patches [B, T, N, 3, P, P], got {tuple(patches.shape)}")
         batch, time, nodes = patches.shape[:3]
-        maps = self.encoder(patches.flatten(0, 2), last="layer4")
+        images = patches.flatten(0, 2)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        maps = self.encoder(images, last="layer4")
         pooled = maps.mean(dim=(-2, -1))
         return F.normalize(self.head(pooled), dim=-1).view(batch, time, nodes, EMBED_DIM)
 

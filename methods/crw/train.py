@@ -15,6 +15,7 @@ scaler and every rank's RNG states are restored from the checkpoint as well.
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
 import json
 import logging
@@ -36,6 +37,7 @@ from harness.device import pick_device
 from harness.device import sync as _sync
 from harness.errors import CheckpointError, HarnessError
 from harness.io import atomic_path, atomic_write_text, read_yaml
+from methods.crw.acceleration import StepForward, resolve_switch, use_channels_last
 from methods.crw.augment import ClipAugment, grid_nodes
 from methods.crw.data import (
     ClipDataset,
@@ -53,7 +55,11 @@ CHECKPOINT_NAME = "checkpoint.pt"
 EVAL_CHECKPOINT_NAME = "crw-eval.pt"
 LOG_NAME = "metrics.jsonl"
 #: recipe keys that may differ between a checkpoint and the run resuming it
-RESUMABLE_CHANGES = ("train.checkpoint_every", "data.workers", "data.cache_dir")
+RESUMABLE_CHANGES = ("train.checkpoint_every", "data.workers", "data.cache_dir", "train.compile", "train.channels_last")
+#: keys added to the recipes later, with the value that reproduces what older checkpoints did
+ADDED_KEYS = {"data.augment_on": "cpu", "train.compile": "auto", "train.channels_last": "auto"}
+#: how long a rank waits at a collective: long enough for rank 0 to evaluate a checkpoint meanwhile
+DIST_TIMEOUT = datetime.timedelta(hours=3)
 
 
 # -- recipes ----------------------------------------------------------------------------------
@@ -92,6 +98,9 @@ def validate_recipe(recipe: dict[str, Any]) -> None:
             "0 <= loss.edge_dropout < 1": 0 <= float(recipe["loss"]["edge_dropout"]) < 1,
             "model.padding in (reflect, zeros)": recipe["model"]["padding"] in ("reflect", "zeros"),
             "train.checkpoint_every >= 1": int(recipe["train"]["checkpoint_every"]) >= 1,
+            "data.augment_on in (cpu, gpu)": recipe["data"]["augment_on"] in ("cpu", "gpu"),
+            "train.compile in (auto, on, off)": recipe["train"]["compile"] in ("auto", True, False, "on", "off"),
+            "train.channels_last in (auto, on, off)": recipe["train"]["channels_last"] in ("auto", True, False, "on", "off"),
         }
     except (KeyError, TypeError, ValueError) as err:
         raise HarnessError(f"recipe {recipe.get('name')!r} is missing or mistypes a key: {err}") from err
@@ -202,7 +211,9 @@ def init_distributed(device: torch.device) -> Dist:
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL collectives (all_gather_object) use the current device
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", init_method="env://", timeout=DIST_TIMEOUT
+        )
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -262,8 +273,12 @@ def build_model(recipe: dict[str, Any]) -> torch.nn.Module:
     return CRWNet(padding=recipe["model"]["padding"])
 
 
-def build_data(recipe: dict[str, Any], roots: list[Path]) -> tuple[ClipDataset, ClipIndex]:
-    """Index every root (cached), pool their videos, and wrap them in a clip dataset."""
+def build_data(recipe: dict[str, Any], roots: list[Path], augment_on_device: bool = False) -> tuple[ClipDataset, ClipIndex]:
+    """Index every root (cached), pool their videos, and wrap them in a clip dataset.
+
+    ``augment_on_device``: workers only decode and resize frames (:meth:`ClipAugment.prepare`);
+    the training loop cuts the patches of the whole batch on the device.
+    """
     cfg = recipe["data"]
     cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
     videos = []
@@ -272,7 +287,8 @@ def build_data(recipe: dict[str, Any], roots: list[Path]) -> tuple[ClipDataset, 
         log.info("%s: %d videos (%d re-indexed, %d unreadable skipped)", root, len(found), stats.indexed, stats.failed)
         videos.extend(found)
     index = ClipIndex(videos, int(cfg["clip_len"]), cfg["fps"])
-    return ClipDataset(index, ClipAugment(recipe["augment"])), index
+    augment = ClipAugment(recipe["augment"])
+    return ClipDataset(index, augment.prepare if augment_on_device else augment), index
 
 
 def _amp_dtype(recipe: dict[str, Any], device: torch.device) -> torch.dtype | None:
@@ -291,7 +307,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _check_resumable(saved: dict[str, Any], recipe: dict[str, Any], path: Path) -> None:
-    old, new = _flat(saved), _flat(recipe)
+    old, new = {**ADDED_KEYS, **_flat(saved)}, _flat(recipe)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
@@ -380,9 +396,12 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
 
     # rank 0 indexes first and fills the cache the other ranks then read (put data.cache_dir on
     # shared storage for multi-node runs, or every node indexes once)
+    augment_on_device = recipe["data"]["augment_on"] == "gpu" and device.type == "cuda"
+    if recipe["data"]["augment_on"] == "gpu" and not augment_on_device and ctx.main:
+        log.warning("data.augment_on: gpu needs CUDA; the workers cut the patches on the CPU")
     if ctx.world_size > 1 and not ctx.main:
         dist.barrier()
-    dataset, index = build_data(recipe, options.data)
+    dataset, index = build_data(recipe, options.data, augment_on_device)
     if ctx.world_size > 1 and ctx.main:
         dist.barrier()
     probe = ShardedClipSampler(index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size)
@@ -401,6 +420,8 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if resolve_switch(train_cfg["channels_last"], device, "train.channels_last"):
+        use_channels_last(model)
 
     start_step = 0
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -422,6 +443,9 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     if ctx.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
+    # compiled forward for the steps; checkpoints still come from `model` (no `_orig_mod.` keys)
+    step_forward = StepForward(model, resolve_switch(train_cfg["compile"], device, "train.compile"))
+    augment = ClipAugment(recipe["augment"])
     sampler = ShardedClipSampler(
         index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size, start_step, total_steps
     )
@@ -461,10 +485,17 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     try:
         tick = time.perf_counter()
         for batch, failures in loader:
-            batch = batch.to(device, non_blocking=True)
+            if isinstance(batch, tuple):  # data.augment_on: gpu: resized frames and patch boxes
+                batch = augment.finish(batch[0].to(device, non_blocking=True), batch[1])
+            else:
+                batch = batch.to(device, non_blocking=True)
+            _sync(device)
             t_data = time.perf_counter() - tick
             generator = torch.Generator(device=device).manual_seed(mix_seed(seed, step, 2, ctx.rank))
-            loss, diag, lr, t_fwd_bwd = _train_step(model, batch, generator, loss_cfg, amp_dtype, scaler, optimizer, scheduler)
+            loss, diag, lr, t_fwd_bwd = step_forward.run_step(
+                lambda forward: _train_step(forward, batch, generator, loss_cfg, amp_dtype, scaler, optimizer, scheduler)  # noqa: B023
+            )
+            compile_s = step_forward.compile_s if step == start_step else None
             step += 1
             t_step = time.perf_counter() - tick
             t_optim = t_step - t_data - t_fwd_bwd
@@ -487,6 +518,8 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
                     "time": {"data": t_data, "fwd_bwd": t_fwd_bwd, "optim": t_optim, "step": t_step},
                     "decode_failures": failures_total,
                 }
+                if compile_s is not None:  # this step compiled the model: not a throughput sample
+                    record["compile_s"] = compile_s
                 log_handle.write(json.dumps(record) + "\n")
                 log_handle.flush()
                 if progress is not None:
@@ -516,7 +549,7 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
 
 
 def _train_step(
-    model: torch.nn.Module,
+    model: Any,
     batch: torch.Tensor,
     generator: torch.Generator,
     loss_cfg: dict[str, Any],
@@ -525,7 +558,10 @@ def _train_step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> tuple[torch.Tensor, dict[str, Any], float, float]:
-    """One optimisation step; returns loss, walk diagnostics, the step's learning rate and its forward+backward time."""
+    """One optimisation step; returns loss, walk diagnostics, the step's learning rate and its forward+backward time.
+
+    ``model`` is the module or its compiled forward (:class:`~methods.crw.acceleration.StepForward`).
+    """
     from methods.crw.loss import walk_loss
 
     device = batch.device
@@ -549,3 +585,20 @@ def _train_step(
     scheduler.step()
     _sync(device)
     return loss.detach(), diag, lr, fwd_bwd
+
+
+# -- benchmarks (``harness bench train`` reaches them through the trainer registry) ----------
+
+
+def benchmark_loader(recipe: dict[str, Any], video: Path, clips: int = 8, rounds: int = 3) -> dict[str, Any]:
+    """One worker's pipeline, per-patch reference vs batched path, side by side (:mod:`methods.crw.perf`)."""
+    from methods.crw.perf import benchmark_loader as run
+
+    return run(recipe, video, clips, rounds)
+
+
+def benchmark_model_step(recipe: dict[str, Any], device: str, warmup: int = 1, steps: int = 3) -> dict[str, Any]:
+    """The model step in float32 eager and as configured, side by side (:mod:`methods.crw.perf`)."""
+    from methods.crw.perf import benchmark_model_step as run
+
+    return run(recipe, device, warmup, steps)

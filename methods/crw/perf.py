@@ -1,0 +1,198 @@
+"""Measurements behind ``harness bench train``: the data pipeline against its reference, the model step per setting.
+
+Both measure side by side in one process so that a ratio is read off one report even on a shared
+machine: the loader benchmark alternates the two paths round by round and counts CPU seconds of
+this process as well as wall seconds (CPU time is what "per worker" means when other programs
+compete for the cores); the model-step benchmark times float32 eager (the original code's
+arithmetic) and the recipe's configured step on the same synthetic batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from methods.crw.acceleration import StepForward, resolve_switch, use_channels_last
+from methods.crw.augment import ClipAugment
+from methods.crw.data import (
+    ClipDataset,
+    ClipIndex,
+    ShardedClipSampler,
+    VideoEntry,
+    collate,
+    decode_frames,
+    index_videos,
+)
+from methods.crw.reference import PerPatchAugment, decode_file_reference
+
+
+class _TimedDecode:
+    """A decoder wrapper that adds up the CPU time spent decoding (the rest of a sample is augmentation)."""
+
+    def __init__(self, decode: Callable[[VideoEntry, Sequence[int]], np.ndarray]) -> None:
+        self.decode = decode
+        self.cpu_s = 0.0
+
+    def __call__(self, video: VideoEntry, frames: Sequence[int]) -> np.ndarray:
+        started = time.process_time()
+        try:
+            return self.decode(video, frames)
+        finally:
+            self.cpu_s += time.process_time() - started
+
+
+def benchmark_loader(recipe: dict[str, Any], video: Path, clips: int = 8, rounds: int = 3) -> dict[str, Any]:
+    """Clips per second of one worker (one thread) on ``video``: per-patch reference vs the batched path.
+
+    Each round decodes, augments and collates the same ``clips`` clips (the sampler's first keys at
+    the recipe's settings) with both paths, the order alternating between rounds.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one DataLoader worker = one core
+    load_before = os.getloadavg()
+    try:
+        with tempfile.TemporaryDirectory(prefix="crw-loader-bench-") as tmp:
+            root = Path(tmp) / "videos"
+            root.mkdir()
+            (root / video.name).symlink_to(video.resolve())
+            videos, _ = index_videos(root, Path(tmp) / "cache")
+            index = ClipIndex(videos, int(recipe["data"]["clip_len"]), recipe["data"]["fps"])
+            sampler = ShardedClipSampler(index, int(recipe["data"]["clips_per_video"]), 1, int(recipe["seed"]))
+            keys = []
+            epoch = 0
+            while len(keys) < clips:
+                keys.extend(k for batch in sampler.epoch_batches(epoch) for k in batch)
+                epoch += 1
+            keys = keys[:clips]
+            decoders = {"reference": _TimedDecode(decode_file_reference), "batched": _TimedDecode(decode_frames)}
+            paths = {
+                "reference": ClipDataset(index, PerPatchAugment(recipe["augment"]), decode=decoders["reference"]),
+                "batched": ClipDataset(index, ClipAugment(recipe["augment"]), decode=decoders["batched"]),
+            }
+            first = {name: ds[keys[0]][0] for name, ds in paths.items()}  # warm-up, and a check they agree
+            max_abs = (first["batched"] - first["reference"]).abs().max().item()
+            timings: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
+            for round_ in range(rounds):
+                order = list(paths) if round_ % 2 == 0 else list(reversed(paths))
+                for name in order:
+                    decoders[name].cpu_s = 0.0
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    collate([paths[name][k] for k in keys])
+                    cpu = time.process_time() - cpu
+                    timings[name].append({"wall_s": time.perf_counter() - wall, "cpu_s": cpu, "decode_cpu_s": decoders[name].cpu_s})
+    finally:
+        torch.set_num_threads(threads)
+    load_after = os.getloadavg()
+
+    def summary(rows: list[dict[str, float]]) -> dict[str, Any]:
+        return {
+            "clips_per_s_wall": statistics.median(clips / r["wall_s"] for r in rows),
+            "clips_per_cpu_s": statistics.median(clips / r["cpu_s"] for r in rows),
+            "decode_cpu_ms_per_clip": statistics.median(1000 * r["decode_cpu_s"] / clips for r in rows),
+            "augment_cpu_ms_per_clip": statistics.median(1000 * (r["cpu_s"] - r["decode_cpu_s"]) / clips for r in rows),
+            "rounds": rows,
+        }
+
+    result = {name: summary(rows) for name, rows in timings.items()}
+    return {
+        "what": "one worker's data pipeline (decode + augment + collate), torch on 1 thread, both paths in one process",
+        "video": str(video),
+        "settings": {"clip_len": recipe["data"]["clip_len"], "fps": recipe["data"]["fps"], **recipe["augment"]},
+        "recipe": recipe.get("name"),
+        "clips_per_round": clips,
+        "rounds": rounds,
+        "paths": {
+            "reference": "methods/crw/reference.py: every candidate frame converted to RGB, one interpolate per patch",
+            "batched": "methods/crw/data.py + augment.py: only the kept frames converted, one grid_sample per clip",
+        },
+        "reference": result["reference"],
+        "batched": result["batched"],
+        "speedup_per_cpu_s": result["batched"]["clips_per_cpu_s"] / result["reference"]["clips_per_cpu_s"],
+        "speedup_wall": result["batched"]["clips_per_s_wall"] / result["reference"]["clips_per_s_wall"],
+        "max_abs_difference_normalised": max_abs,
+        "load_average_1m_before_after": [load_before[0], load_after[0]],
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _time_steps(
+    recipe: dict[str, Any], device: torch.device, settings: dict[str, Any], batch: torch.Tensor, warmup: int, steps: int
+) -> dict[str, Any]:
+    from methods.crw.train import _amp_dtype, _train_step, build_model
+
+    torch.manual_seed(0)
+    model = build_model(recipe).to(device).train()
+    if settings["channels_last"]:
+        use_channels_last(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(recipe["optim"]["lr"]))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[10**9])
+    amp_dtype = _amp_dtype({"train": {"amp": settings["amp"]}}, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    forward = StepForward(model, settings["compile"])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for step in range(warmup + steps):
+        generator = torch.Generator(device=device).manual_seed(step)
+        started = time.perf_counter()
+        forward.run_step(lambda f: _train_step(f, batch, generator, recipe["loss"], amp_dtype, scaler, optimizer, scheduler))  # noqa: B023
+        if step >= warmup:
+            times.append(time.perf_counter() - started)
+    out: dict[str, Any] = {
+        "settings": {**settings, "compile": forward.compiled, "amp_dtype": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32"},
+        "step_s_median": statistics.median(times),
+        "clips_per_s": batch.shape[0] / statistics.median(times),
+        "compile_s": forward.compile_s,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+    }
+    if device.type == "cuda":
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def benchmark_model_step(recipe: dict[str, Any], device_name: str, warmup: int = 1, steps: int = 3) -> dict[str, Any]:
+    """The model step alone (forward, walk loss, backward, Adam) on a synthetic batch of the recipe's shapes.
+
+    ``float32_eager`` is the original code's arithmetic; ``configured`` is what ``harness train``
+    runs on this device (amp, compile, channels_last as the recipe resolves them). When both
+    resolve to the same settings (the CPU) the step is measured once and reported for both.
+    """
+    from methods.crw.train import pick_device
+
+    device = pick_device(device_name)
+    aug = ClipAugment(recipe["augment"])
+    shape = (int(recipe["optim"]["batch_size"]), int(recipe["data"]["clip_len"]), aug.nodes, 3, aug.patch_size, aug.patch_size)
+    batch = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    train_cfg = recipe["train"]
+    eager = {"amp": "off", "compile": False, "channels_last": False}
+    configured = {
+        "amp": train_cfg["amp"],
+        "compile": resolve_switch(train_cfg["compile"], device, "train.compile"),
+        "channels_last": resolve_switch(train_cfg["channels_last"], device, "train.channels_last"),
+    }
+    load_before = os.getloadavg()
+    results = {"float32_eager": _time_steps(recipe, device, eager, batch, warmup, steps)}
+    same = device.type != "cuda" and not configured["compile"] and not configured["channels_last"]
+    results["configured"] = copy.deepcopy(results["float32_eager"]) if same else _time_steps(
+        recipe, device, configured, batch, warmup, steps
+    )
+    return {
+        "what": "model step alone (forward + walk loss + backward + Adam) on a synthetic batch of the recipe's shapes",
+        "device": str(device),
+        "batch_shape": list(shape),
+        **results,
+        "configured_same_as_float32_eager": same,
+        "speedup_configured_vs_float32_eager": results["configured"]["clips_per_s"] / results["float32_eager"]["clips_per_s"],
+        "load_average_1m_before_after": [load_before[0], os.getloadavg()[0]],
+        "torch_threads": torch.get_num_threads(),
+    }
