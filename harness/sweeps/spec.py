@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import read_yaml
+from harness.runs.record import REPO_ROOT
 
 TOP_KEYS = {"name", "description", "task", "protocol", "data_root", "sequences", "limit", "device", "grid",
             "set", "train", "resources", "slurm", "local", "cost", "scales", "feature_cache"}
@@ -77,7 +78,7 @@ def _read(source: str) -> tuple[dict[str, Any], str, Path]:
     if source in preset_names():
         preset = resources.files("harness.sweeps") / "presets" / f"{source}.yaml"
         with resources.as_file(preset) as file:
-            return read_yaml(file, "a sweep preset"), f"preset {source}", Path.cwd()
+            return read_yaml(file, "a sweep preset"), f"preset {source}", REPO_ROOT
     raise HarnessError(f"sweep {source!r} is neither a YAML file nor a preset (presets: {', '.join(preset_names())})")
 
 
@@ -183,7 +184,7 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
 
 
 def _relative(value: Any, base_dir: Path) -> str | None:
-    """Paths in a spec file are relative to the file (presets: to the working directory); ``~`` expands."""
+    """Paths in a spec file are relative to the file (presets: to the repository, so ``../shared`` works); ``~`` expands."""
     if value is None:
         return None
     path = Path(str(value)).expanduser()
