@@ -2,9 +2,11 @@
 
 ``build_leaderboard`` reads ``record.json`` files (see CONVENTIONS.md) and ``results/reported.yaml``
 and writes ``leaderboard.md``, ``leaderboard.csv``, a self-contained ``leaderboard.html`` and
-``plots/*.svg``. Modules: records (find + validate), reported (published numbers), spec (task
-metrics), table (frames, grouping, ranking), cells (column formatting), document (what renderers
-receive), plots, markdown (Markdown + CSV), html, build (assemble + write).
+``plots/*.svg``. Modules: collect (find + validate), reported (published numbers, protocol groups),
+spec (task metrics), table (rows, dataset sections, groups, ranking), runtime (comparable runtimes),
+summary (the at-a-glance answer, paired bootstrap), cells (columns), document (what renderers
+receive), plots, markdown (Markdown + CSV), html, build (assemble + write). Dataset identity and
+smoke runs come from :mod:`harness.data.identify`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ INTRO = (
     "Scores are percentages. Sections are named after the data a run measured (identified from its "
     "sequence names and object counts), runs are ranked only against runs on the same sequences under "
     "the same protocol hash, and runtimes are compared only on one device with one thread count. "
-    "‡ = run from uncommitted code; ◦ = runtime measured with older engine/runner code; "
+    "‡ = run from uncommitted code; ◦ = runtime measured with older engine or stage-timing code; "
     "† = published number the source study could not confirm."
 )
 

@@ -93,7 +93,7 @@ def _detail(row: pd.Series) -> str:
         ("ms/frame by stage", row.get("stages")), ("wall s", row.get("total_s")),
         ("peak RSS MiB", row.get("peak_rss_mib")), ("peak GPU MiB", row.get("peak_gpu_mib")),
         ("device", row.get("runtime_class")), ("load average", row.get("load_avg")),
-        ("runtime code", "older than the current engine/runner" if row.get("older_code") is True else
+        ("runtime code", "older than the current engine or stage timing" if row.get("older_code") is True else
          "current" if row.get("older_code") is False else "unknown"),
         ("commit", row.get("commit")), ("package", row.get("package_version")), ("date", row.get("date")),
     ]  # fmt: skip
