@@ -110,6 +110,40 @@ def test_checkpoint_series_in_step_order(tmp_path):
     assert cells[0].run_args[cells[0].run_args.index("--checkpoint") + 1].endswith("step-3/crw-eval.pt")
 
 
+def test_report_of_a_checkpoint_series_from_records(tmp_path):
+    """Report rows come from the records in step order; the series is plotted against the training step."""
+    from harness.io import sha256_file
+    from harness.sweeps.report import write_report
+    from harness.sweeps.state import write_state
+
+    training = tmp_path / "train"
+    for step in (50, 10):
+        (training / "eval" / f"step-{step}").mkdir(parents=True)
+        (training / "eval" / f"step-{step}" / "crw-eval.pt").write_bytes(f"weights {step}".encode())
+    spec_path = write_spec(tmp_path / "s.yaml", tmp_path, grid={"method": ["crw"], "checkpoint": {"series": str(training)},
+                                                                "protocol.topk": [5, 10]})
+    spec, layout, cells = plan(str(spec_path), out_dir=tmp_path / "o")
+    written = {}
+    for i, cell in enumerate(cells):
+        metrics = {"J&F-Mean": 0.1 + i / 7, "J-Mean": 0.2 + i / 9, "F-Mean": i / 11}
+        cell.record.parent.mkdir(parents=True)
+        cell.record.write_text(json.dumps({"metrics": metrics, "timing": {"frames": 3},
+                                           "checkpoint": {"sha256": sha256_file(cell.checkpoint)}}))
+        write_state(layout, cell, status="done")
+        written[cell.id] = metrics
+    report = write_report(spec, cells, layout)
+    table = pd.read_csv(layout.root / "report.csv")
+    assert list(table["step"]) == [10, 10, 50, 50] and list(table["protocol.topk"]) == [5, 10, 5, 10]
+    for row in table.to_dict("records"):
+        assert {k: row[k] for k in written[row["cell"]]} == written[row["cell"]]
+    assert (layout.root / "plot-step.svg").is_file() and (layout.root / "plot-topk.svg").is_file()
+    assert "![plot-step](plot-step.svg)" in report.read_text()
+    # a checkpoint replaced after its cell ran makes that cell stale
+    Path(cells[0].checkpoint).write_bytes(b"retrained")
+    write_report(spec, cells, layout)
+    assert list(pd.read_csv(layout.root / "report.csv")["status"]) == ["missing", "missing", "done", "done"]
+
+
 # -- Slurm: a fake sbatch records what it is given --------------------------------------------------
 def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
     bin_dir, calls = tmp_path / "bin", tmp_path / "sbatch-calls"
@@ -209,6 +243,12 @@ def test_debug_sweep_writes_four_records_and_a_report_equal_to_them(sweep_setup,
     assert main(["sweep", str(spec_path), "--out-dir", str(out), "--executor", "debug"]) == 0
     assert "4 done (skipped)" in capsys.readouterr().err
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")}
+    # changed data under the same path: no cell is current any more
+    spec = yaml.safe_load(spec_path.read_text())
+    mask = next((Path(spec["data_root"]) / "Annotations" / "480p" / "car-shadow").glob("*.png"))
+    mask.write_bytes(mask.read_bytes() + b"\0")
+    assert main(["sweep", str(spec_path), "--out-dir", str(out), "--status"]) == 0
+    assert capsys.readouterr().out.count("missing") == 4
 
 
 @pytest.mark.slow

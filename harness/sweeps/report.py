@@ -23,8 +23,9 @@ TIMING_KEYS = ("features_ms_per_frame", "propagation_ms_per_frame")
 
 
 def _axis_columns(spec: SweepSpec, table: pd.DataFrame) -> list[str]:
-    columns = [k for k in spec.grid if k in table.columns and k != "checkpoint"]
-    if "step" in table.columns:
+    series = "step" in table.columns  # a checkpoint series is plotted against its training step
+    columns = [k for k in spec.grid if k in table.columns and not (series and k == "checkpoint")]
+    if series:
         columns.append("step")
     if "method" not in columns and "method" in table.columns:
         columns.insert(0, "method")
@@ -50,8 +51,7 @@ def gather(spec: SweepSpec, cells: list[Cell], layout: Layout) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows)
     if "checkpoint" in table.columns:
-        table["checkpoint"] = [None if c is None else Path(c).name if Path(str(c)).suffix else c
-                               for c in table["checkpoint"]]
+        table["checkpoint"] = [None if c is None else Path(c).name for c in table["checkpoint"]]
     return table
 
 

@@ -1,8 +1,9 @@
 """What the sweep knows of each cell: one small JSON file per cell, written by the sweep when it
 submits a cell and by the cell itself when it starts and ends.
 
-A cell is **done** when its record exists, was written by the same commands (digest) and, when it
-evaluates a checkpoint, that file still has the sha256 the record names; **running** while its job
+A cell is **done** when its record exists, was written by the same commands (digest), the data
+still has the fingerprint the record names and, when it evaluates a checkpoint, that file still has
+the sha256 the record names; **running** while its job
 is alive (a local job's process, a Slurm job the scheduler still lists); **failed** when its last
 attempt failed; **missing** otherwise.
 """
@@ -14,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.data.fingerprint import data_fingerprint
+from harness.errors import HarnessError
 from harness.io import atomic_write_json, sha256_file
 from harness.runs.record import now_iso
 from harness.sweeps.grid import Cell, Layout
@@ -54,15 +57,21 @@ def read_job(layout: Layout, cell: Cell) -> dict[str, Any]:
 
 
 def record_is_current(cell: Cell, state: dict[str, Any]) -> bool:
+    """The cell's record was written by the same commands from the same checkpoint and data contents."""
     if state.get("status") != DONE or state.get("digest") != cell.digest or not cell.record.is_file():
         return False
-    if cell.checkpoint:
-        try:
-            record = json.loads(cell.record.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
-        named = (record.get("checkpoint") or {}).get("sha256")
-        return Path(cell.checkpoint).is_file() and named == sha256_file(cell.checkpoint)
+    try:
+        record = json.loads(cell.record.read_text())
+        if cell.checkpoint:
+            named = (record.get("checkpoint") or {}).get("sha256")
+            if not Path(cell.checkpoint).is_file() or named != sha256_file(cell.checkpoint):
+                return False
+        fingerprint = (record.get("data") or {}).get("fingerprint")
+        if fingerprint:
+            config = record["config"]
+            return data_fingerprint(record["task"], config["data_root"], config["sequences"]) == fingerprint
+    except (OSError, KeyError, ValueError, HarnessError):  # unreadable record or data gone: not current
+        return False
     return True
 
 
