@@ -130,3 +130,18 @@ def test_task_davis_on_2016_data_is_labelled_davis2016_in_the_record_and_on_the_
     md = (out / "leaderboard.md").read_text()
     assert "DAVIS-2016 val, 1 of 20 sequences" in md
     assert "DAVIS-2017" not in md.split("Smoke runs")[1]
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "davis2017-layout-val10").is_dir(), reason="../shared/data is absent")
+def test_shared_2017_layout_copy_of_davis2016_is_identified_as_davis2016() -> None:
+    import numpy as np
+    from PIL import Image
+
+    root = SHARED / "data" / "davis2017-layout-val10"
+    names = (root / "ImageSets" / "2017" / "val.txt").read_text().split()
+    objects = {}
+    for name in names:  # the first-frame annotation's largest id, as the DAVIS task counts objects
+        first = sorted((root / "Annotations" / "480p" / name).glob("*.png"))[0]
+        ids = np.array(Image.open(first))
+        objects[name] = int(ids[ids != 255].max())
+    assert identify("davis", objects)["label"] == "DAVIS-2016 val, 10 of 20 sequences"

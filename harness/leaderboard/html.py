@@ -50,7 +50,7 @@ figcaption { font-size: 0.85em; color: #555; }
 .generated, .settings, .legend, .intro { color: #555; font-size: 0.85em; margin: 0.2em 0; }
 ul.groups { columns: 2; font-size: 0.8em; color: #555; margin: 0.2em 0; padding-left: 1.2em; }
 .skipped li { font-family: monospace; }
-div.scroll { overflow-x: auto; }
+div.scroll { max-width: 100%; }  /* no overflow clipping: the record pop-overs must show */
 """
 
 _PRIMARY = ' class="primary"'
@@ -90,7 +90,7 @@ def _detail(row: pd.Series) -> str:
         ("pretraining", row.get("pretraining")), ("checkpoint", row.get("checkpoint_sha256")),
         ("protocol", f"{row.get('protocol')} · {row.get('protocol_hash')}"),
         ("Δ vs published", row.get("delta_vs_reported")),
-        ("ms/frame by stage", row.get("stages")), ("wall s", row.get("total_s")),
+        ("ms/frame by stage", row.get("stages")), ("run time s", row.get("total_s")),
         ("peak RSS MiB", row.get("peak_rss_mib")), ("peak GPU MiB", row.get("peak_gpu_mib")),
         ("device", row.get("runtime_class")), ("load average", row.get("load_avg")),
         ("runtime code", "older than the current engine or stage timing" if row.get("older_code") is True else
