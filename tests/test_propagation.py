@@ -14,13 +14,17 @@ import numpy as np
 import pytest
 import torch
 
+from harness.engine import batched
 from harness.engine.propagation import (
     DEFAULT_MEMORY_MIB,
+    PATH_ENV,
+    PATHS,
     _plan,
     _Tiling,
     context_slots,
     frame_neighbours,
     propagate,
+    search_path,
 )
 from harness.engine.protocol import resolve_protocol
 from harness.errors import HarnessError, MethodError
@@ -122,12 +126,13 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("family", ["crw", "dino"])
 @pytest.mark.parametrize("T,h,w,K,overrides", SHAPES)
-def test_engine_equals_dense_float64(family, T, h, w, K, overrides):
+def test_engine_equals_dense_float64(family, T, h, w, K, overrides, path):
     p = resolve_protocol(family, overrides=overrides)
     feats, first = unit_features(T, 8, h, w, seed=T + h + w), soft_labels(K, h, w)
-    out = propagate(feats, first, p)
+    out = propagate(feats, first, p, path=path)
     assert out.shape == (T, K, h, w) and out.dtype == torch.float64
     assert torch.equal(out[0], first)
     assert (out - propagate_dense(feats, first, p)).abs().max() <= 1e-9
@@ -165,8 +170,9 @@ def pixel_features(frames: int, stride: int) -> torch.Tensor:
 
 
 @pytest.mark.skipif(not BLACKSWAN.is_dir(), reason=f"real DAVIS frames not found at {BLACKSWAN}")
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("family", ["crw", "dino"])
-def test_engine_equals_dense_on_real_frames(family):
+def test_engine_equals_dense_on_real_frames(family, path):
     feats = pixel_features(6, 16)  # 6 frames, 30 x 53 grid
     T, _, h, w = feats.shape
     ys = torch.arange(h, dtype=torch.float64).view(h, 1)
@@ -174,7 +180,7 @@ def test_engine_equals_dense_on_real_frames(family):
     blob = torch.exp(-((ys - h / 2) ** 2 + (xs - w / 2) ** 2) / 40)  # a soft object in the middle
     first = torch.stack([1 - blob, blob])
     p = resolve_protocol(family, overrides={"context": 3})
-    out = propagate(feats, first, p)
+    out = propagate(feats, first, p, path=path)
     assert (out - propagate_dense(feats, first, p)).abs().max() <= 1e-9
 
 
@@ -250,6 +256,7 @@ def test_accepts_protocol_names_and_label_dtypes():
     assert (out - propagate_dense(feats, first.double(), resolve_protocol("dino"))).abs().max() <= 1e-9
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
 @pytest.mark.parametrize("family", ["crw", "dino"])
 def test_cuda_equals_cpu_float64(family):
@@ -259,3 +266,59 @@ def test_cuda_equals_cpu_float64(family):
     gpu = propagate(feats.cuda(), first.cuda(), p)
     assert gpu.device.type == "cuda"
     assert (gpu.cpu() - cpu).abs().max() <= 1e-9
+
+
+@pytest.mark.parametrize("family", ["crw", "dino"])
+def test_batched_memory_budget_only_changes_chunking(family):
+    """Budgets from one tile of one target against one frame to roomy: the batched search gives the same labels."""
+    p = resolve_protocol(family, overrides={"context": 5, "radius": 4})
+    T, C, h, w = 13, 8, 17, 27
+    feats, first = unit_features(T, C, h, w, seed=5, smooth=2), soft_labels(3, h, w)
+    geometry = batched.Geometry.build(h, w, p, feats.dtype, feats.device)
+    budgets = [0.01, 0.5, 1, 2, 64]
+    plans = {batched.plan(geometry, C, T - 1, p.topk, 8, b, p.context + 1) for b in budgets}
+    assert len(plans) == len(budgets)  # each budget cuts the work differently
+    dense = propagate_dense(feats, first, p)
+    for budget in budgets:
+        out = propagate(feats, first, p, memory_mib=budget, path="batched")
+        assert (out - dense).abs().max() <= 1e-9, budget
+
+
+@pytest.mark.parametrize("tile", [(1, 1), (2, 3), (5, 4), (16, 16)])
+def test_batched_tile_sizes_equal_dense(tile):
+    p = resolve_protocol("crw", overrides={"context": 3, "radius": 3})
+    T, C, h, w = 7, 8, 11, 14
+    feats = unit_features(T, C, h, w, seed=9)
+    geometry = batched.Geometry.build(h, w, p, feats.dtype, feats.device, tile=tile)
+    bplan = batched.plan(geometry, C, T - 1, p.topk, 8, 64, p.context + 1)
+    for t in (1, 3, 6):
+        scores, index = batched.block_neighbours(feats, range(t, t + 1), p, geometry, bplan)
+        dense_scores, dense_index = dense_topk(feats, t, p)
+        assert topk_disagreement(scores[0], index[0], dense_scores, dense_index) == 0.0
+        assert (scores[0] - dense_scores).abs().max() <= 1e-9
+
+
+def test_search_path_by_device_argument_and_environment(monkeypatch):
+    monkeypatch.delenv(PATH_ENV, raising=False)
+    assert search_path(torch.device("cpu")) == "tiled"
+    assert search_path(torch.device("cuda")) == "batched"
+    assert search_path(torch.device("cuda"), "tiled") == "tiled"
+    monkeypatch.setenv(PATH_ENV, "batched")
+    assert search_path(torch.device("cpu")) == "batched"
+    assert search_path(torch.device("cpu"), "tiled") == "tiled"  # the argument wins
+    monkeypatch.setenv(PATH_ENV, "fast")
+    with pytest.raises(HarnessError, match="tiled, batched"):
+        search_path(torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("family", ["crw", "dino"])
+def test_cuda_equals_dense_float64(family, path):
+    """On the GPU, both searches equal the dense reference computed on the same GPU, in float64."""
+    p = resolve_protocol(family, overrides={"context": 6})
+    feats, first = unit_features(12, 32, 30, 53, seed=4, smooth=1).cuda(), soft_labels(3, 30, 53).cuda()
+    out = propagate(feats, first, p, path=path)
+    assert out.device.type == "cuda"
+    assert (out - propagate_dense(feats, first, p)).abs().max() <= 1e-9

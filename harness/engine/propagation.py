@@ -33,13 +33,17 @@ Pure tensor math: no task, method, CLI or file I/O here. Runs on whatever device
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+import os
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from harness.engine import batched
 from harness.engine.protocol import Protocol, resolve_protocol
+from harness.engine.window import context_slots, window_admits, window_reach
 from harness.errors import HarnessError, MethodError
 
 #: working-memory budget of one propagation on CPU (query tiles, key strips, score chunks, one block's
@@ -59,38 +63,6 @@ TILE = (4, 4)
 MAX_BLOCK = 8
 #: most windowed context frames scored by one matmul (longer score rows make top-k cheaper per score)
 MAX_GROUP = 4
-
-
-def context_slots(t: int, protocol: Protocol) -> list[tuple[int, bool, int]]:
-    """The context of target frame ``t`` as ``(source frame, windowed, multiplicity)`` triples.
-
-    The slots are the first frame (windowed only if ``restrict_first``) and the previous ``context``
-    frames; with ``pad_with_first`` missing frames before 0 are copies of frame 0 (CRW), otherwise the
-    queue grows from empty (DINO). Slots that see the same frame under the same restriction are
-    identical and are merged into one entry with their count.
-    """
-    slots: Counter[tuple[int, bool]] = Counter()
-    if protocol.keep_first:
-        slots[(0, protocol.restrict_first)] += 1
-    for s in range(t - protocol.context, t):
-        if s >= 0 or protocol.pad_with_first:
-            slots[(max(s, 0), True)] += 1
-    return [(s, windowed, count) for (s, windowed), count in slots.items()]
-
-
-def window_reach(protocol: Protocol) -> int:
-    """Largest integer offset |dy| (or |dx|) that the window admits."""
-    if protocol.window == "disk":  # dy² + dx² < r²  =>  |dy| < r
-        return max(math.ceil(protocol.radius) - 1, 0)
-    return math.floor(protocol.radius)  # |dy| <= r
-
-
-def window_admits(dy: torch.Tensor, dx: torch.Tensor, protocol: Protocol) -> torch.Tensor:
-    """Whether integer grid offsets lie inside the protocol's window (computed in float64, as documented)."""
-    dy, dx = dy.double(), dx.double()
-    if protocol.window == "disk":
-        return dy**2 + dx**2 < float(protocol.radius) ** 2
-    return (dy.abs() <= protocol.radius) & (dx.abs() <= protocol.radius)
 
 
 class _Scratch:
@@ -332,6 +304,38 @@ def _budget(features: torch.Tensor, memory_mib: float | None) -> float:
     return CUDA_MEMORY_MIB if features.device.type == "cuda" else DEFAULT_MEMORY_MIB
 
 
+#: the two neighbour searches: ``tiled`` (this module, CPU-shaped) and ``batched`` (:mod:`harness.engine.batched`)
+PATHS = ("tiled", "batched")
+#: environment variable that forces a search path (tests, benchmarks); the ``path`` argument wins over it
+PATH_ENV = "HARNESS_PROPAGATION_PATH"
+
+Search = Callable[[range], tuple[torch.Tensor, torch.Tensor]]
+
+
+def search_path(device: torch.device, path: str | None = None) -> str:
+    """``path``, else ``$HARNESS_PROPAGATION_PATH``, else by device: ``batched`` on CUDA, ``tiled`` elsewhere."""
+    chosen = path or os.environ.get(PATH_ENV) or ("batched" if device.type == "cuda" else "tiled")
+    if chosen not in PATHS:
+        raise HarnessError(f"propagation path must be one of {', '.join(PATHS)}, got {chosen!r} (argument or ${PATH_ENV})")
+    return chosen
+
+
+def _search(features: torch.Tensor, protocol: Protocol, targets: int, memory_mib: float | None,
+            path: str | None) -> tuple[int, Search]:
+    """``(block size, search)``: ``search(block)`` gives the top-k scores and indices of a block of targets."""
+    T, C, h, w = features.shape
+    budget = _budget(features, memory_mib)
+    if search_path(features.device, path) == "batched":
+        geometry = batched.Geometry.build(h, w, protocol, features.dtype, features.device)
+        context = protocol.context + int(protocol.keep_first)
+        bplan = batched.plan(geometry, C, targets, protocol.topk, features.element_size(), budget, context)
+        return bplan.block, lambda block: batched.block_neighbours(features, block, protocol, geometry, bplan)
+    tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
+    tplan = _plan(tiling, C, targets, protocol.topk, features.element_size(), budget)
+    scratch = _Scratch(features)
+    return tplan.block, lambda block: _block_neighbours(features, block, protocol, tiling, tplan, scratch)
+
+
 def _reachable_topk(t: int, protocol: Protocol, nodes: int) -> int:
     """k' = min(topk, context slots · N): the width of the dense top-k for target ``t``."""
     return min(protocol.topk, sum(count for _, _, count in context_slots(t, protocol)) * nodes)
@@ -342,6 +346,7 @@ def frame_neighbours(
     t: int,
     protocol: str | Protocol = "crw",
     memory_mib: float | None = None,
+    path: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of every node of target frame ``t`` over its context: ``(scores, index)``, each [N, k'].
 
@@ -352,9 +357,8 @@ def frame_neighbours(
     """
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     T, C, h, w = features.shape
-    tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
-    plan = _plan(tiling, C, 1, protocol.topk, features.element_size(), _budget(features, memory_mib))
-    scores, index = _block_neighbours(features, range(t, t + 1), protocol, tiling, plan, _Scratch(features))
+    _, search = _search(features, protocol, 1, memory_mib, path)
+    scores, index = search(range(t, t + 1))
     kept = _reachable_topk(t, protocol, h * w)
     return scores[0, :, :kept], index[0, :, :kept]
 
@@ -379,13 +383,15 @@ def propagate(
     first_labels: torch.Tensor,
     protocol: str | Protocol = "crw",
     memory_mib: float | None = None,
+    path: str | None = None,
 ) -> torch.Tensor:
     """Soft labels ``[T, K, h, w]`` for every frame of one video, in the dtype and on the device of ``features``.
 
     ``features``: ``[T, C, h, w]`` L2-normalised; ``first_labels``: ``[K, h, w]`` soft labels of frame 0.
     Frame 0 of the output is ``first_labels``; later frames are fed back, unnormalised, as context.
     ``memory_mib`` bounds the working memory besides the features and the returned labels (default:
-    :data:`DEFAULT_MEMORY_MIB` on CPU, :data:`CUDA_MEMORY_MIB` on CUDA).
+    :data:`DEFAULT_MEMORY_MIB` on CPU, :data:`CUDA_MEMORY_MIB` on CUDA). ``path`` picks the neighbour
+    search (see :func:`search_path`); both give the same top-k.
     """
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     _check_inputs(features, first_labels)
@@ -393,13 +399,11 @@ def propagate(
     K, N = first_labels.shape[0], h * w
     labels = features.new_zeros(T, K, N)
     labels[0] = first_labels.reshape(K, N).to(labels)
-    tiling = _Tiling.build(h, w, protocol, features.dtype, features.device)
-    plan = _plan(tiling, C, T - 1, protocol.topk, features.element_size(), _budget(features, memory_mib))
+    size, search = _search(features, protocol, T - 1, memory_mib, path)
     by_node = labels.permute(0, 2, 1)  # T, N, K view: the label vector of (frame, node)
-    scratch = _Scratch(features)
-    for start in range(1, T, plan.block):
-        block = range(start, min(start + plan.block, T))
-        scores, index = _block_neighbours(features, block, protocol, tiling, plan, scratch)
+    for start in range(1, T, size):
+        block = range(start, min(start + size, T))
+        scores, index = search(block)
         for b, t in enumerate(block):  # in order: frame t's context labels include frames of this block
             weights = torch.softmax(scores[b], dim=1)  # masked nodes (-inf) get weight exactly 0
             context = by_node[index[b] // N, index[b] % N]  # N, k, K
