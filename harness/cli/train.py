@@ -10,7 +10,8 @@ import logging
 import os
 from pathlib import Path
 
-from harness.cli.common import positive_int
+from harness.cli.common import parse_sequences, positive_int
+from harness.errors import HarnessError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    evaluation = parser.add_argument_group(
+        "evaluation while training",
+        "every N steps and at the end, write <out-dir>/eval/step-<N>/crw-eval.pt, evaluate it exactly as "
+        "`harness run --checkpoint` would (same protocol and hash), append the score to metrics.jsonl and "
+        "redraw <out-dir>/curve.svg; without --eval-data-root the shipped sample is used (a smoke number)",
+    )
+    evaluation.add_argument("--eval-every", type=positive_int, metavar="N", help="evaluate every N steps (off by default)")
+    evaluation.add_argument("--eval-task", default="davis", help="task to evaluate on (default davis)")
+    evaluation.add_argument("--eval-data-root", metavar="DIR", help="the task's data (default: as `harness run`)")
+    evaluation.add_argument("--eval-sequences", metavar="A,B", help="comma-separated sequences to evaluate on")
+    evaluation.add_argument("--eval-limit", type=positive_int, metavar="N", help="only the first N sequences")
     parser.set_defaults(func=main)
 
 
@@ -56,9 +68,17 @@ def main(args: argparse.Namespace) -> int:
     recipe = trainer.load_recipe(args.recipe, args.sets)
     if args.seed is not None:
         recipe["seed"] = args.seed
+    evaluate = None
+    if args.eval_every is not None:
+        evaluate = trainer.EvalOptions(
+            every=args.eval_every, task=args.eval_task, data_root=args.eval_data_root,
+            sequences=parse_sequences(args.eval_sequences), limit=args.eval_limit, device=args.device,
+        )
+    elif any(v is not None for v in (args.eval_data_root, args.eval_sequences, args.eval_limit)):
+        raise HarnessError("--eval-data-root/--eval-sequences/--eval-limit need --eval-every N")
     options = trainer.TrainOptions(
         data=args.data, out_dir=args.out_dir, max_steps=args.max_steps, resume=args.resume,
-        device=args.device, progress=not args.no_progress, force=args.force,
+        device=args.device, progress=not args.no_progress, force=args.force, evaluate=evaluate,
     )
     final = trainer.train(recipe, options)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first rank prints the path

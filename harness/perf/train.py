@@ -57,8 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
+    """The training steps of a metrics.jsonl (evaluation entries, ``"kind": "eval"``, left out)."""
     with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        entries = [json.loads(line) for line in handle if line.strip()]
+    return [e for e in entries if e.get("kind") != "eval"]
 
 
 def _mean(values: list[float]) -> float:

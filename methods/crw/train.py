@@ -47,6 +47,7 @@ from methods.crw.data import (
     index_videos,
     mix_seed,
 )
+from methods.crw.train_eval import CURVE_NAME, EvalOptions, draw_curve, evaluate_step, evaluated_steps
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,8 @@ class TrainOptions:
     device: str = "auto"
     progress: bool = True
     force: bool = False
+    #: ``--eval-every``: evaluate eval/step-<N>/crw-eval.pt through the runner every N steps and at the end
+    evaluate: EvalOptions | None = None
 
 
 def build_model(recipe: dict[str, Any]) -> torch.nn.Module:
@@ -479,6 +482,22 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
                 },
             )
 
+    # evaluations already logged (a resumed run keeps them); rank 0 reads the log, every rank learns it
+    evaluated = _gather(evaluated_steps(log_path) if ctx.main and options.evaluate else set(), ctx)[0]
+
+    def maybe_evaluate(step: int, last: bool) -> None:
+        """Evaluate at multiples of --eval-every and at the end, once per step; other ranks wait."""
+        if options.evaluate is None or step in evaluated or not (last or step % options.evaluate.every == 0):
+            return
+        if ctx.main:
+            entry = evaluate_step(out_dir, step, _unwrap(model).state_dict(), recipe, options.evaluate)
+            log_handle.write(json.dumps(entry) + "\n")
+            log_handle.flush()
+            draw_curve(log_path, out_dir / CURVE_NAME)
+        evaluated.add(step)
+        if ctx.world_size > 1:
+            dist.barrier()
+
     step = start_step
     failures_total = 0
     log_handle = open(log_path, "a") if ctx.main else None
@@ -527,9 +546,11 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
                     progress.update(1)
             if step % int(train_cfg["checkpoint_every"]) == 0 or step == total_steps:
                 checkpoint(step)
+            maybe_evaluate(step, last=step == total_steps)
             tick = time.perf_counter()
         if step == start_step:
             checkpoint(step)
+            maybe_evaluate(step, last=True)
     finally:
         if log_handle is not None:
             log_handle.close()
