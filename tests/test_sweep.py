@@ -144,6 +144,27 @@ def test_report_of_a_checkpoint_series_from_records(tmp_path):
     assert list(pd.read_csv(layout.root / "report.csv")["status"]) == ["missing", "missing", "done", "done"]
 
 
+def test_changed_spec_recomputes_a_cell_with_force(sweep_setup, monkeypatch):
+    """A cell whose commands changed since its record was written is rerun with --force (its folder is the sweep's)."""
+    from harness.sweeps import cell as cell_module
+    from harness.sweeps.state import is_redefined, write_state
+
+    spec_path, out = sweep_setup
+    _, layout, cells = plan(str(spec_path), out_dir=out)
+    first = cells[0]
+    first.record.parent.mkdir(parents=True)
+    first.record.write_text("{}")
+    write_state(layout, first, status="done")
+    assert not is_redefined(layout, first)
+    state = json.loads(layout.state_path(first.id).read_text())
+    layout.state_path(first.id).write_text(json.dumps({**state, "digest": "an older one"}))
+    assert is_redefined(layout, first)
+    seen = []
+    monkeypatch.setattr(cell_module, "_run", lambda args, *rest: seen.append(args) or 1)
+    cell_module.run_cell(first, layout, redefined=True)
+    assert seen == [[*first.run_args, "--force"]]
+
+
 # -- Slurm: a fake sbatch records what it is given --------------------------------------------------
 def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
     bin_dir, calls = tmp_path / "bin", tmp_path / "sbatch-calls"

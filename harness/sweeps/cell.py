@@ -48,8 +48,12 @@ def _run(args: list[str], layout: Layout, cell: Cell, env: dict[str, str]) -> in
             raise
 
 
-def run_cell(cell: Cell, layout: Layout, threads: int | None = None) -> dict[str, Any]:
-    """Run ``cell``'s commands in order; returns ``{"cell", "status", "record" | "error", "log"}``."""
+def run_cell(cell: Cell, layout: Layout, threads: int | None = None, redefined: bool = False) -> dict[str, Any]:
+    """Run ``cell``'s commands in order; returns ``{"cell", "status", "record" | "error", "log"}``.
+
+    ``redefined``: the cell's folder holds results of other commands (the spec changed): they are
+    recomputed with ``--force``, which removes only what those commands wrote.
+    """
     layout.log_path(cell.id).parent.mkdir(parents=True, exist_ok=True)
     write_state(layout, cell, status=RUNNING, pid=os.getpid(), error=None)
     env = dict(os.environ)
@@ -57,7 +61,9 @@ def run_cell(cell: Cell, layout: Layout, threads: int | None = None) -> dict[str
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     try:
         for args in cell.commands():
-            if args[0] == "train" and (layout.train_dir(cell.id) / "checkpoint.pt").is_file():
+            if redefined:
+                args = [*args, "--force"]
+            elif args[0] == "train" and (layout.train_dir(cell.id) / "checkpoint.pt").is_file():
                 args = [*args, "--resume"]  # a killed training cell continues where it stopped
             code = _run(args, layout, cell, env)
             if code != 0:

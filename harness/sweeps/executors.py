@@ -29,6 +29,7 @@ from harness.sweeps.state import (
     FAILED,
     RUNNING,
     SUBMITTED,
+    is_redefined,
     process_alive,
     read_job,
     read_state,
@@ -157,8 +158,9 @@ def run_here(spec: SweepSpec, cells: list[Cell], layout: Layout, launch: Launch)
                         use = min(wanted, gpus)  # evaluation cells on one GPU share it; none on a CPU machine
                         executor.update_parameters(timeout_min=timeout, gpus_per_node=use,
                                                    visible_gpus=tuple((started + k) % gpus for k in range(use)))
+                    redefined = is_redefined(layout, cell)
                     write_state(layout, cell, status=SUBMITTED, error=None)
-                    job = executor.submit(run_cell, cell, layout, threads)
+                    job = executor.submit(run_cell, cell, layout, threads, redefined)
                     write_job(layout, cell, launch.executor, job.job_id)
                     started += 1
                     running[job] = cell
@@ -237,10 +239,11 @@ def _submit_array(submitit: Any, spec: SweepSpec, cells: list[Cell], layout: Lay
     if depends_on:
         params["dependency"] = f"afterany:{depends_on}"  # reuse the features those cells cache
     executor.update_parameters(**params)
+    redefined = [is_redefined(layout, cell) for cell in cells]
     for cell in cells:
         write_state(layout, cell, status=SUBMITTED, error=None)
     with executor.batch():
-        jobs = [executor.submit(run_cell, cell, layout) for cell in cells]
+        jobs = [executor.submit(run_cell, cell, layout, None, again) for cell, again in zip(cells, redefined, strict=True)]
     for job, cell in zip(jobs, cells, strict=True):
         write_job(layout, cell, "slurm", job.job_id)
         outcomes.append({"cell": cell.id, "status": SUBMITTED, "job_id": job.job_id})

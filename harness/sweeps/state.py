@@ -75,6 +75,12 @@ def record_is_current(cell: Cell, state: dict[str, Any]) -> bool:
     return True
 
 
+def is_redefined(layout: Layout, cell: Cell) -> bool:
+    """The cell's folder holds a record of other commands (its spec changed since it ran)."""
+    previous = read_state(layout, cell).get("digest")
+    return previous is not None and previous != cell.digest and cell.record.is_file()
+
+
 def process_alive(pid: int | None, must_contain: str) -> bool:
     """Whether ``pid`` runs and its command line contains ``must_contain`` (a recycled pid is not our job)."""
     if not pid:
