@@ -87,13 +87,23 @@ class TrainerEntry:
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """What the registry knows about a task without reading any data."""
+    """What the registry knows about a task without reading any data. ``factory`` is the task class
+    (called as ``factory(data_root, config)``); its metric names are the class's, declared nowhere else."""
 
     name: str
     factory: Callable[..., Any]
     summary: str
-    metric: str
     aliases: tuple[str, ...] = ()
+
+    @property
+    def metric(self) -> str:
+        """The metric that ranks runs of this task."""
+        return self.factory.primary_metric
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        """Every global metric the task reports, in its order."""
+        return tuple(self.factory.metric_keys)
 
 
 @dataclass
@@ -189,12 +199,12 @@ _FAMILY_EXAMPLES: dict[str, str] = {}
 
 
 def register_task(
-    name: str, *, summary: str, metric: str, aliases: tuple[str, ...] = ()
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a task factory ``factory(data_root: Path | None, config: dict) -> Task``."""
+    name: str, *, summary: str, aliases: tuple[str, ...] = ()
+) -> Callable[[type], type]:
+    """Register a :class:`~harness.tasks.base.Task` subclass (built as ``cls(data_root, config)``)."""
 
-    def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _TASKS.add(TaskEntry(name, factory, summary, metric, aliases))
+    def decorator(factory: type) -> type:
+        _TASKS.add(TaskEntry(name, factory, summary, aliases))
         return factory
 
     return decorator

@@ -11,6 +11,16 @@ import torch
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.gpu`` tests skip, saying why, where no CUDA device is (``-m "not gpu"`` deselects them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marked gpu: needs a CUDA device, none is available")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's ``../shared`` folder (real data and reference numbers); skips the test when absent."""

@@ -196,7 +196,7 @@ def test_ddp_matches_averaged_per_rank_gradients(videos: Path, tmp_path: Path) -
     assert samplers[0].batch_at(0) != samplers[1].batch_at(0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (mixed precision and cudnn.benchmark are CUDA-only)")
+@pytest.mark.gpu  # mixed precision and cudnn.benchmark are CUDA-only
 def test_cuda_mixed_precision_trains(videos: Path, tmp_path: Path) -> None:
     recipe = load_recipe(str(_recipe_file(tmp_path, edge_dropout=0.1)))
     out = tmp_path / "gpu"

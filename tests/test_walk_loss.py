@@ -154,7 +154,7 @@ def test_clip_too_short() -> None:
         walk_loss(torch.zeros(1, 2, 4, 3), 0.05)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_cuda_matches_cpu() -> None:
     emb = _random_embeddings(5, (2, 4, 49, 128)).float()
     cpu, _ = walk_loss(emb, 0.05)

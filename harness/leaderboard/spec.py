@@ -1,8 +1,9 @@
 """Which metrics each task shows, and which one ranks it.
 
 Records hold every metric a task computes; tables show only the headline ones (the CSV keeps
-all of them). Keeping this in one table means the Markdown, HTML, CSV and plots can never
-disagree about a task's primary metric.
+all of them). The metric names are the task classes' (``metric_keys``, ``primary_metric``,
+``headline_metrics``), so the Markdown, HTML, CSV, plots and the tasks can never disagree; the
+leaderboard adds only a label per task.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-DAVIS_METRICS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+from harness.registry import get_task
 
 
 @dataclass(frozen=True)
@@ -29,20 +30,17 @@ class TaskSpec:
     csv: tuple[str, ...]
 
 
-TASKS: dict[str, TaskSpec] = {
-    "davis": TaskSpec("davis", "DAVIS-2017 val", "J&F-Mean", ("J&F-Mean", "J-Mean", "F-Mean"), DAVIS_METRICS),
-    "davis2016": TaskSpec(
-        "davis2016", "DAVIS-2016 val", "J&F-Mean", ("J&F-Mean", "J-Mean", "F-Mean"), DAVIS_METRICS
-    ),
-    "jhmdb": TaskSpec(
-        "jhmdb",
-        "JHMDB split 1",
-        "PCK@0.1",
-        ("PCK@0.1", "PCK@0.2"),
-        ("PCK@0.1", "PCK@0.2", "PCK@0.3", "PCK@0.4", "PCK@0.5"),
-    ),
-    "vip": TaskSpec("vip", "VIP val", "mIoU", ("mIoU",), ("mIoU", "pixel_acc")),
-}
+#: the leaderboard's label of each task it knows, in table order
+LABELS = {"davis": "DAVIS-2017 val", "davis2016": "DAVIS-2016 val", "jhmdb": "JHMDB split 1", "vip": "VIP val"}
+
+
+def _from_task(name: str, label: str) -> TaskSpec:
+    task = get_task(name)
+    shown = tuple(task.factory.headline_metrics) or (task.metric,)
+    return TaskSpec(name, label, task.metric, shown, task.metric_keys)
+
+
+TASKS: dict[str, TaskSpec] = {name: _from_task(name, label) for name, label in LABELS.items()}
 
 
 def task_spec(task: str, metric_keys: Iterable[str] = ()) -> TaskSpec:

@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _one_run(args: argparse.Namespace, out_dir: Path, adapt: dict[str, Any] | None) -> dict[str, Any]:
     from harness.config import SECTIONS, RunConfig
+    from harness.registry import get_task
     from harness.runs.runner import run
 
     overrides: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
@@ -59,7 +60,7 @@ def _one_run(args: argparse.Namespace, out_dir: Path, adapt: dict[str, Any] | No
     metrics = record["metrics"]
     return {
         "adapt": adapt,
-        "metrics": {k: metrics[k] for k in ("J&F-Mean", "J-Mean", "F-Mean")},
+        "metrics": {k: metrics[k] for k in get_task(args.task).factory.headline_metrics},
         "per_sequence": record["per_sequence"],
         "protocol_hash": record["protocol"]["hash"],
         "adapt_s_per_video": record["timing"].get("adapt_s_per_video"),

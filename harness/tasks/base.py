@@ -8,10 +8,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch  # annotations only: reading and scoring a benchmark need no torch
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Task(ABC):
     name: str = ""
     metric_keys: tuple[str, ...] = ()
     primary_metric: str = ""
+    #: the metrics tables show (the CSV keeps all of ``metric_keys``); empty: the primary one alone
+    headline_metrics: tuple[str, ...] = ()
     #: the data-root layout, printed when the root is missing or malformed
     layout_help: str = ""
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from harness.data.cards import task_split
@@ -25,6 +23,9 @@ from harness.metrics import davis as davis_metrics
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
 from harness.tasks.frames import read_image, select_sequences
+
+if TYPE_CHECKING:
+    import torch  # annotations only: reading and scoring a benchmark need no torch
 
 VOID = 255
 
@@ -39,6 +40,7 @@ class DavisTask(Task):
     name = "davis"
     metric_keys = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
     primary_metric = "J&F-Mean"
+    headline_metrics = ("J&F-Mean", "J-Mean", "F-Mean")  # recalls and decays (lower is better) stay in the CSV
     resolution = "480p"
     binary_masks = False
     layout_help = (
@@ -122,6 +124,9 @@ class DavisTask(Task):
     # -- labels ------------------------------------------------------------------------------
     def encode(self, seq: Sequence, grid: tuple[int, int]) -> torch.Tensor:
         """One channel per id 0..N of the first frame (void counts as background), bilinear to the grid."""
+        import torch
+        import torch.nn.functional as F
+
         first = torch.from_numpy(seq.gt[0].astype(np.int64))
         first[first == VOID] = 0
         onehot = F.one_hot(first, seq.meta["n_objects"] + 1).permute(2, 0, 1).float()
@@ -129,6 +134,9 @@ class DavisTask(Task):
 
     def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
         """Bilinear upsampling of each frame's soft labels to the frame size, argmax → ids; frame 0 = GT."""
+        import torch
+        import torch.nn.functional as F
+
         height, width = seq.gt.shape[1:3]
         out = np.empty(seq.gt.shape, dtype=np.uint8)
         first = seq.gt[0].copy()
@@ -225,11 +233,5 @@ def _object_ids(mask: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(mask) if v not in (0, VOID)]
 
 
-@register_task("davis", summary="DAVIS-2017 semi-supervised VOS (val, 30 sequences, multi-object)", metric="J&F-Mean")
-def create_davis(data_root: Path, config: dict[str, Any]) -> Task:
-    return DavisTask(data_root, config)
-
-
-@register_task("davis2016", summary="DAVIS-2016 single-object VOS (val, 20 sequences)", metric="J&F-Mean")
-def create_davis2016(data_root: Path, config: dict[str, Any]) -> Task:
-    return Davis2016Task(data_root, config)
+register_task("davis", summary="DAVIS-2017 semi-supervised VOS (val, 30 sequences, multi-object)")(DavisTask)
+register_task("davis2016", summary="DAVIS-2016 single-object VOS (val, 20 sequences)")(Davis2016Task)

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from harness.errors import DataError
@@ -59,6 +57,9 @@ def select_sequences(names: list[str], wanted: list[str] | None, limit: int | No
 def resize_frames(frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of uint8 RGB frames to ``(height, width)``, without antialiasing (OpenCV's
     ``INTER_LINEAR``, which CRW's loaders use)."""
+    import torch
+    import torch.nn.functional as F
+
     out = np.empty((len(frames), size[0], size[1], 3), dtype=np.uint8)
     for t, frame in enumerate(frames):
         x = torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1)[None].float()

@@ -39,11 +39,10 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.io
-import torch
 from PIL import Image, ImageDraw
 
 from harness.data.cards import task_split
@@ -54,6 +53,9 @@ from harness.metrics import pck
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
 from harness.tasks.frames import read_image, resize_frames, select_sequences
+
+if TYPE_CHECKING:
+    import torch  # annotations only: reading and scoring a benchmark need no torch
 
 NUM_JOINTS = 15
 JOINT_NAMES = (
@@ -94,6 +96,8 @@ def to_pixels(cells: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -
 
 def joint_heatmaps(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
     """``[J + 1, h, w]``: a 4 × 4-support Gaussian per joint (σ = 0.5 cells) and a background channel."""
+    import torch
+
     h, w = grid
     centres = to_grid(xy, size, grid)  # [2, J]
     maps = torch.zeros(centres.shape[1] + 1, h, w, dtype=torch.float64)
@@ -112,6 +116,8 @@ def joint_heatmaps(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int])
 
 def decode_heatmaps(maps: torch.Tensor) -> np.ndarray:
     """``[T, J, h, w]`` joint heatmaps → ``[2, J, T]`` cell coordinates (top-3 weighted mean; -1 if empty)."""
+    import torch
+
     T, J, h, w = maps.shape
     flat = maps.reshape(T, J, h * w).double()
     values, index = flat.topk(min(TOP_CELLS, h * w), dim=-1)
@@ -130,6 +136,7 @@ class JhmdbTask(Task):
     name = "jhmdb"
     metric_keys = tuple(metric_key(a) for a in pck.THRESHOLDS)
     primary_metric = "PCK@0.1"
+    headline_metrics = ("PCK@0.1", "PCK@0.2")
     layout_help = (
         "expected JHMDB layout under the data root:\n"
         "  Rename_Images/<class>/<clip>/00001.png ...\n"
@@ -342,6 +349,4 @@ def _pck_metrics(hits: np.ndarray, totals: np.ndarray) -> dict[str, float | None
     return {metric_key(a): (None if math.isnan(v) else float(v)) for a, v in zip(pck.THRESHOLDS, values, strict=True)}
 
 
-@register_task("jhmdb", summary="JHMDB pose propagation (split-1 test, 268 clips, 15 joints)", metric="PCK@0.1/0.2")
-def create_jhmdb(data_root: Path, config: dict[str, Any]) -> Task:
-    return JhmdbTask(data_root, config)
+register_task("jhmdb", summary="JHMDB pose propagation (split-1 test, 268 clips, 15 joints)")(JhmdbTask)

@@ -27,11 +27,9 @@ Choices, and why (crw-protocol.md §4.4–4.6, §5.3):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from natsort import natsorted
 from PIL import Image
 
@@ -41,6 +39,9 @@ from harness.metrics import miou
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
 from harness.tasks.frames import read_image, resize_frames, select_sequences
+
+if TYPE_CHECKING:
+    import torch  # annotations only: reading and scoring a benchmark need no torch
 
 CLASS_NAMES = (
     "background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
@@ -52,6 +53,9 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 def soft_labels(labels: np.ndarray, class_ids: list[int], grid: tuple[int, int]) -> torch.Tensor:
     """``[K, h, w]`` bilinearly downsampled one-hot maps of ``labels`` for ``class_ids`` (in that order)."""
+    import torch
+    import torch.nn.functional as F
+
     ids = torch.as_tensor(class_ids, dtype=torch.int64).view(-1, 1, 1)
     onehot = (torch.from_numpy(np.asarray(labels, dtype=np.int64))[None] == ids).float()
     return F.interpolate(onehot[None], size=tuple(grid), mode="bilinear", align_corners=False)[0]
@@ -59,6 +63,8 @@ def soft_labels(labels: np.ndarray, class_ids: list[int], grid: tuple[int, int])
 
 def labels_from_soft(soft: torch.Tensor, class_ids: list[int], size: tuple[int, int]) -> np.ndarray:
     """``[K, h, w]`` soft labels → ``[H, W]`` uint8 class ids (bilinear upsampling, argmax)."""
+    import torch.nn.functional as F
+
     up = F.interpolate(soft[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
     lookup = np.asarray(class_ids, dtype=np.uint8)
     return lookup[up.argmax(0).numpy()]
@@ -242,6 +248,4 @@ def _summary(confusion: np.ndarray, frames: int) -> dict[str, Any]:
     }
 
 
-@register_task("vip", summary="VIP human-part propagation (val videos, 20 classes)", metric="mIoU")
-def create_vip(data_root: Path, config: dict[str, Any]) -> Task:
-    return VipTask(data_root, config)
+register_task("vip", summary="VIP human-part propagation (val videos, 20 classes)")(VipTask)
