@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _print_cells(spec, layout, cells, with_cost: bool) -> None:
     from harness.sweeps.cost import estimate, human
-    from harness.sweeps.state import cell_status
+    from harness.sweeps.state import cell_status, read_job
 
     costs = estimate(spec, cells) if with_cost else []
     width = max(len(c.id) for c in cells)
@@ -58,6 +58,9 @@ def _print_cells(spec, layout, cells, with_cost: bool) -> None:
                     unknown += 1
                 else:
                     todo_s += costs[i].seconds
+        elif status == "running":
+            job = read_job(layout, cell)
+            line += f"  {job.get('executor')} job {job.get('job_id')} since {job.get('submitted')}"
         elif status == "failed":
             line += f"  {(state.get('error') or '').strip().splitlines()[-1:]}  log: {layout.log_path(cell.id)}"
         print(line)
