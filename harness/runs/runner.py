@@ -36,6 +36,7 @@ from harness.runs.outdir import RECORD, claim
 from harness.runs.precision import check_precision
 from harness.runs.record import environment, now_iso
 from harness.runs.schema import SCHEMA_VERSION, validate_record
+from harness.runs.sharding import Shard, run_sharded
 from harness.runs.state import load_state, save_state
 from harness.runs.timing import StageTimer, WarmUp, record_timing
 from harness.tasks.base import Sequence, Task
@@ -73,7 +74,8 @@ class Runner:
         self.task.config["protocol"] = self.protocol
         self.sequences = self.task.sequences()
         require_valid(self.task.name, self.data_root, self.sequences)
-        self.device = pick_device(config.device)
+        self.shard = Shard.from_env()  # one rank of a torchrun job, or the whole run
+        self.device = self.shard.device(pick_device(config.device))
         self.resolved = self._resolved_config()
         # data and weights by content, before any compute
         self.inputs = fingerprint_inputs(self.resolved, self.method_entry.facts.weights_sha256)
@@ -93,6 +95,8 @@ class Runner:
     # -- the work ----------------------------------------------------------------------------
     def run(self) -> Path:
         """Claim the output folder (refused before any compute if it is not this run's), then evaluate."""
+        if self.shard.sharded:
+            return run_sharded(self)
         with claim(self.out_dir, self.inputs.identity, force=self.config.force) as self.folder:
             return self._run_in_folder()
 
@@ -101,7 +105,8 @@ class Runner:
         torch.manual_seed(self.config.seed)
         self.model_load_s: float | None = None
         self.warm_up = WarmUp(self.device)
-        self.reader = SequenceReader(self.task.load, self.sequences)  # reads the next sequence meanwhile
+        mine = self.shard.assigned(self.task, self.sequences)  # all of them, unless torchrun started ranks
+        self.reader = SequenceReader(self.task.load, mine)  # reads the next sequence meanwhile
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             reset_peak_memory(self.device)
@@ -109,7 +114,7 @@ class Runner:
         per_sequence: dict[str, dict[str, Any]] = {}
         timings: dict[str, dict[str, float]] = {}
         visuals: list[str] = []
-        bar = tqdm(self.sequences, desc=f"{self.config.method} on {self.task.name}", unit="seq", file=sys.stderr)
+        bar = tqdm(mine, desc=f"{self.config.method} on {self.task.name}", unit="seq", file=sys.stderr)
         for name in bar:
             state, why = load_state(self.folder, name, self.inputs.sequences[name], self.inputs.weights)
             if why:
@@ -129,6 +134,9 @@ class Runner:
             visuals += state.get("visualizations", [])
         bar.close()
         self.reader.close()
+        per_sequence, timings, visuals = self.shard.gather(self.folder, self.sequences, per_sequence, timings, visuals)
+        if not self.shard.is_main:
+            return self.out_dir / RECORD  # rank 0 writes it
         start_scoring = time.perf_counter()
         summary = self.task.aggregate(per_sequence)
         aggregate_s = time.perf_counter() - start_scoring
