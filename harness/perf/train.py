@@ -156,6 +156,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "device": args.device},
     }
     if args.loader_only:
+        if not args.video.is_file():
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"--video {args.video}: no such file (the default is the real Kinetics clip in ../shared)")
         trainer = get_trainer(args.method).load()
         recipe = trainer.load_recipe(args.recipe or "crw-paper", args.sets)
         report["benchmark"] = "train --loader-only"
