@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import scipy.io
-
 from harness.data.cards import Card, CheckSpec, Split, find_card, read_split
 from harness.data.images import (
     object_ids_problem,
@@ -31,7 +29,6 @@ from harness.errors import DataError
 
 #: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising
 REPORT_LINES = 20
-_MAT_ERRORS = (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError)
 
 
 @dataclass
@@ -217,6 +214,8 @@ def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq:
         result.problems.append(f"{mat}: joint annotation of clip {seq!r} is missing")
         return result
     result.annotations += 1
+    import scipy.io  # only for keypoint data: importing it costs seconds that mask datasets need not pay
+
     try:
         present = {name for name, _, _ in scipy.io.whosmat(mat)}
         absent = [k for k in spec.mat_keys if k not in present]
@@ -225,7 +224,7 @@ def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq:
                                    f"{', '.join(sorted(present)) or 'none'})")
             return result
         content = scipy.io.loadmat(mat, variable_names=list(spec.mat_keys))
-    except _MAT_ERRORS as err:
+    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         result.problems.append(f"{mat}: unreadable .mat file ({type(err).__name__}: {err})")
         return result
     key = spec.mat_keys[0]

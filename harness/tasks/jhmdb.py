@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.io
 from PIL import Image, ImageDraw
 
 from harness.data.cards import task_split
@@ -217,6 +216,8 @@ class JhmdbTask(Task):
         path = self._mat_path(name)
         if not path.is_file():
             raise DataError(f"clip {name!r}: joint file {path} is missing")
+        import scipy.io  # only here: importing it costs seconds that listing and DAVIS scoring need not pay
+
         try:
             mat = scipy.io.loadmat(path)
         except Exception as err:  # scipy raises assorted types for corrupt files
