@@ -100,17 +100,39 @@ def test_force_removes_only_the_runs_own_files(root, tmp_path, capsys):
     assert json.loads((out / "record.json").read_text())["metrics"] == first["metrics"]
 
 
-def test_force_after_a_killed_run_removes_files_its_states_list(root, tmp_path, capsys):
-    """A run killed before its manifest caught up: the state files still say which predictions are its."""
+def test_killed_run_resumes_and_force_removes_what_it_had_written(root, tmp_path, capsys):
+    """Killed before its manifest and state caught up with the predictions it wrote: a rerun resumes
+    (no refusal of its own files), and ``--force`` from another configuration removes them, not the user's."""
     out = tmp_path / "o"
     assert run(pixels(root, "--out-dir", str(out)), capsys)[0] == 0
+    (out / "notes.txt").write_text("foreign")
     manifest = json.loads((out / MANIFEST).read_text())
-    manifest["files"] = []
+    manifest["files"] = [f for f in manifest["files"] if not f.startswith(("motocross-jump/", ".state/moto"))]
     (out / MANIFEST).write_text(json.dumps(manifest))
-    (out / "car-shadow" / "mine.txt").write_text("foreign")
-    assert run(pixels(root, "--out-dir", str(out), "--force"), capsys)[0] == 0
-    assert (out / "car-shadow" / "mine.txt").read_text() == "foreign"
-    assert (out / "car-shadow" / "00002.png").is_file() and (out / "record.json").is_file()
+    (out / "record.json").unlink()
+    (out / ".state" / "motocross-jump.json").unlink()
+    code, _, err = run(pixels(root, "--out-dir", str(out)), capsys)
+    assert code == 0, err
+    assert "motocross-jump/00001.png" in json.loads((out / MANIFEST).read_text())["files"]
+    code, _, err = run(pixels(root, "--out-dir", str(out), "--seed", "3", "--force"), capsys)
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "foreign"
+    assert json.loads((out / "record.json").read_text())["seed"] == 3
+
+
+def test_foreign_predictions_or_the_data_itself_are_never_overwritten(root, tmp_path, capsys):
+    annotations = root / "Annotations" / "480p"
+    before = tree(annotations)
+    for extra in ([], ["--force"]):
+        code, _, err = run(pixels(root, "--out-dir", str(annotations), *extra), capsys)
+        assert code == 2 and "already holds" in err and "car-shadow" in err
+        assert tree(annotations) == before
+    other_tool = tmp_path / "osvos"
+    (other_tool / "car-shadow").mkdir(parents=True)
+    (other_tool / "car-shadow" / "00001.png").write_bytes(b"their mask")
+    code, _, err = run(pixels(root, "--out-dir", str(other_tool)), capsys)
+    assert code == 2 and str(other_tool / "car-shadow" / "00001.png") in err
+    assert (other_tool / "car-shadow" / "00001.png").read_bytes() == b"their mask"
 
 
 def test_remove_listed_never_leaves_the_folder(tmp_path):

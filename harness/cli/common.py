@@ -10,7 +10,7 @@ from harness.errors import HarnessError
 def add_common_data_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--data-root", help="folder holding the benchmark's own folders "
-                      "(default: $HARNESS_DATA/<task>, then the shipped sample)")
+                      "(default: $HARNESS_DATA/<task>; the shipped sample when HARNESS_DATA is unset)")
     data.add_argument("--sequences", help="comma-separated sequences to use (JHMDB clips as class/clip)")
     data.add_argument("--limit", type=positive_int, metavar="N",
                       help="only the first N sequences (smoke runs; recorded and warned about)")

@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     weights.add_argument("--checkpoint", help="method checkpoint (loaded with weights_only=True)")
     weights.add_argument("--weights", help="backbone weights file for timm: methods")
     how = parser.add_argument_group("how")
-    how.add_argument("--out-dir", help="where predictions and the record go (default RESULTS/runs/<task>/<method>/<protocol>-<hash>/)")
+    how.add_argument("--out-dir", help="where predictions and the record go (default RESULTS/runs/<task>/<method>/"
+                     "<protocol>-<hash>/<run digest>/); a folder of another run is refused")
     how.add_argument("--results-dir", help="RESULTS: the results root (default $HARNESS_RESULTS, else ./results)")
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -138,7 +138,37 @@ def _read_record(path: Path) -> Any:
 
 
 def _owner_check(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
-    """Read-only: the manifest to continue from (None: start one) and files to adopt; refuses foreign results."""
+    """Read-only: the manifest to continue from (None: start one) and files to adopt; refuses foreign results,
+    including files no run lists where this run will write its predictions (another tool's, or the ground
+    truth itself when ``--out-dir`` points into the data)."""
+    manifest, adopted = _owner(folder, identity, force)
+    if manifest is not None and manifest["digest"] == identity.digest:
+        return manifest, adopted  # its sequences' output paths were checked when the folder was claimed
+    listed = set(adopted) | set(owned_files(folder, manifest))
+    for name in identity.sequences:
+        foreign = [p for p in sequence_outputs(folder, name) if p.relative_to(folder).as_posix() not in listed]
+        if foreign:
+            raise FolderRefused(
+                f"{folder} already holds {foreign[0]}, where this run writes sequence {name!r}'s predictions, "
+                "and no manifest of a harness run lists it (another tool's output, or the data itself?). "
+                "Nothing was written; choose another --out-dir")
+    return manifest, adopted
+
+
+def sequence_outputs(folder: Path, name: str) -> list[Path]:
+    """Files where tasks write sequence ``name``'s outputs: ``<name>/…``, ``<name>.<ext>``, ``visualize/<name>.<ext>``."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or any(part in (".", "..") for part in parts):
+        return []  # never the folder itself or anything outside it
+    out = []
+    for top in [folder / name, *folder.glob(f"{glob_escape(name)}.*"), *(folder / "visualize").glob(f"{glob_escape(name)}.*")]:
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
+            if path.is_file() and not _is_machinery(path.relative_to(folder).as_posix()):
+                out.append(path)
+    return out
+
+
+def _owner(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
     manifest = read_manifest(folder)
     if manifest is not None:
         if manifest["digest"] == identity.digest or force:
@@ -201,7 +231,8 @@ class OutputFolder:
         if self._lock is None:
             return  # ranks other than 0 leave the manifest to rank 0
         atomic_write_json(self.path / MANIFEST, {"digest": self.identity.digest, "method": self.identity.method,
-                                                 "task": self.identity.task, "files": self.files})
+                                                 "task": self.identity.task, "sequences": list(self.identity.sequences),
+                                                 "files": self.files})
 
     # -- what a step wrote -------------------------------------------------------------------
     def snapshot(self, name: str) -> dict[str, tuple[int, int, int]]:
@@ -211,14 +242,9 @@ class OutputFolder:
         looking only there keeps this cheap and blind to other ranks' sequences.
         """
         out = {}
-        candidates = [self.path / name, *self.path.glob(f"{glob_escape(name)}.*"),
-                      *(self.path / "visualize").glob(f"{glob_escape(name)}.*")]
-        for top in candidates:
-            for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
-                rel = path.relative_to(self.path).as_posix()
-                if path.is_file() and not _is_machinery(rel):
-                    stat = path.stat()
-                    out[rel] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        for path in sequence_outputs(self.path, name):
+            stat = path.stat()
+            out[path.relative_to(self.path).as_posix()] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         return out
 
     def written_since(self, name: str, before: dict[str, tuple[int, int, int]]) -> dict[str, str]:
@@ -275,7 +301,7 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
         manifest, adopted = _owner_check(path, identity, force)
         files = list((manifest or {}).get("files") or []) + adopted
         if force:
-            remove_listed(path, files + _state_listed(path))
+            remove_listed(path, [*files, *owned_files(path, manifest)])
             files = []
         elif manifest is not None and manifest["digest"] != identity.digest:
             files = []
@@ -296,6 +322,19 @@ def join(path: Path, identity: RunIdentity) -> OutputFolder:
     if manifest is None or manifest["digest"] != identity.digest:
         raise HarnessError(f"{path} was not claimed by rank 0 of this run (run digest {identity.digest})")
     return OutputFolder(Path(path), identity, None, manifest.get("files") or [])
+
+
+def owned_files(folder: Path, manifest: dict[str, Any] | None) -> list[str]:
+    """Every file a manifest's run owns: those it lists, its state files and what they list, and whatever
+    lies at its sequences' output paths (checked free of foreign files when it claimed the folder, so a
+    run killed mid-sequence still owns the predictions it had written)."""
+    if manifest is None:
+        return []
+    out = [*(manifest.get("files") or []), *_state_listed(folder)]
+    for name in manifest.get("sequences") or []:
+        if isinstance(name, str):
+            out += [p.relative_to(folder).as_posix() for p in sequence_outputs(folder, name)]
+    return list(dict.fromkeys(out))
 
 
 def _state_listed(folder: Path) -> list[str]:

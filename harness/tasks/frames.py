@@ -33,10 +33,11 @@ def read_image(path: Path, mode: str | None) -> np.ndarray:
 def select_sequences(names: list[str], wanted: list[str] | None, limit: int | None, source: str) -> list[str]:
     """Restrict the split to ``--sequences`` (in the given order) and/or the first ``--limit`` names.
 
-    An empty or repeated ``--sequences`` and a ``--limit`` below 1 are refused: they used to select
-    everything, run a sequence twice, or (``-1``) silently drop the last sequence.
+    A repeated name in ``--sequences`` and a ``--limit`` below 1 are refused: they used to run a
+    sequence twice, or (``-1``) silently drop the last sequence. (An empty ``--sequences`` is refused
+    where the flag is read, :func:`harness.cli.common.parse_sequences`.)
     """
-    if wanted is not None and (not wanted or len(set(wanted)) != len(wanted)):
+    if wanted and len(set(wanted)) != len(wanted):
         raise DataError(f"--sequences must name each sequence once, got {list(wanted)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"--limit must be a whole number >= 1, got {limit!r}")
