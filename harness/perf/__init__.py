@@ -9,6 +9,7 @@ BENCHMARKS = {
     "propagation": "harness.perf.propagation",
     "train": "harness.perf.train",
     "adapt": "harness.perf.adapt",
+    "run": "harness.perf.run",
 }
 #: reports go to ``bench/`` under the results root (:func:`harness.resources.results_dir`)
 REPORT_DIR = "bench"
