@@ -88,11 +88,15 @@ def _rank(row: pd.Series) -> tuple[str, float | None]:
 
 
 def method_label(row: pd.Series) -> str:
-    """``method [variant]``, with ‡ when the record came from uncommitted code."""
+    """``method [variant]``, ‡ when the record came from uncommitted code, and the task that read the
+    data when it is not the task of the dataset's own section."""
     label = str(row["method"])
     if row.get("variant"):
         label += f" [{row['variant']}]"
-    return label + (DIRTY_CODE if row.get("dirty") else "")
+    label += DIRTY_CODE if row.get("dirty") else ""
+    if row.get("kind") == "reproduced" and row.get("home_task") and row.get("task") != row.get("home_task"):
+        label += f" (via --task {row['task']})"  # e.g. DAVIS-2016 sequences read by the 2017 task
+    return label
 
 
 def _method(row: pd.Series) -> tuple[str, float | None]:
