@@ -82,6 +82,7 @@ def test_two_rank_gloo_run_equals_one_rank_run_small(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two full 480p runs of 80 frames each on a shared 2-core machine
 def test_two_rank_gloo_run_equals_one_rank_run_on_the_sample(tmp_path):
     """The two shipped sample sequences, 40 frames each at 480p."""
     args = ["--method", "pixels", "--task", "davis", "--data-root", str(SAMPLE)]

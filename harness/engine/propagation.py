@@ -164,10 +164,15 @@ class _Tiling:
         C, r, th, G = frames[0].shape[0], self.reach, self.th, len(frames)
         ww = self.tw + 2 * r
         lo, hi = tx * self.tw - r, tx * self.tw + self.tw + r
-        strip = scratch.take("strip", self.nty * th + 2 * r, G, ww, C).zero_()
+        strip = scratch.take("strip", self.nty * th + 2 * r, G, ww, C)
+        left, right = max(-lo, 0), ww - max(hi - self.w, 0)
+        # zero only what lies outside the grid (masked, but must not hold NaN from earlier contents)
+        strip[:r].zero_()
+        strip[r + self.h :].zero_()
+        strip[r : r + self.h, :, :left].zero_()
+        strip[r : r + self.h, :, right:].zero_()
         for g, frame in enumerate(frames):
-            part = frame[:, :, max(lo, 0) : min(hi, self.w)].permute(1, 2, 0)
-            strip[r : r + self.h, g, max(-lo, 0) : ww - max(hi - self.w, 0)] = part
+            strip[r : r + self.h, g, left:right] = frame[:, :, max(lo, 0) : min(hi, self.w)].permute(1, 2, 0)
         return strip.as_strided((self.nty, self.window_cells * G, C), (th * G * ww * C, C, 1))
 
     def column_bias(self, tx: int) -> torch.Tensor:
