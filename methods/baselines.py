@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.facts import MethodFacts
 from harness.registry import register_method
 
@@ -66,7 +67,9 @@ def _random_resnet_class() -> type:
 
         def __init__(self, config: dict[str, Any] | None = None) -> None:
             super().__init__(config)
-            seed = int(self.config.get("seed", RANDOM_SEED))
+            seed = self.config.get("seed", RANDOM_SEED)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise HarnessError(f"method.seed must be a whole number, got {seed!r}")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 encoder = build_encoder()

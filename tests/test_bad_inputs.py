@@ -275,3 +275,17 @@ def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(root, tmp_pa
     assert main(run_args(root, tmp_path)) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError" in err and "bug in crwbench" in err
+
+
+def test_unknown_task_setting_and_settings_score_does_not_read(root, tmp_path, capsys):
+    err = run_error([*run_args(root, tmp_path), "--set", "task.splt=test"], capsys)
+    assert "task 'davis' has no setting 'splt'" in err and "Did you mean task.split" in err
+    err = run_error(["score", "--task", "davis", "--data-root", str(root), "--predictions", str(root),
+                     "--set", "method.layer=x"], capsys)
+    assert "method.layer" in err and "only protocol.*" in err
+
+
+@pytest.mark.parametrize("seed", ["abc", "2.5", "true"])
+def test_non_integer_method_seed(root, tmp_path, capsys, seed):
+    err = run_error([*run_args(root, tmp_path, "random-resnet18"), "--set", f"method.seed={seed}"], capsys)
+    assert "method.seed must be a whole number" in err

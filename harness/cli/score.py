@@ -53,6 +53,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: scoring against the shipped sample in {root}", file=sys.stderr)
     task = entry.factory(root, {"sequences": parse_sequences(args.sequences), "limit": args.limit})
     overrides = parse_sets(args.sets)
+    ignored = [f"{section}.{key}" for section in ("method", "task", "adapt") for key in overrides[section]]
+    if ignored:
+        raise HarnessError(f"--set {', '.join(ignored)}: score reads only protocol.* settings (the predictions are "
+                           "already made)")
     task.config["protocol"] = resolve_protocol(args.protocol, entry.name, overrides["protocol"],
                                                task.protocol_defaults(args.protocol))
     names = task.sequences()

@@ -46,6 +46,18 @@ def check_method_settings(method: str, facts: MethodFacts, overrides: dict[str, 
                                f"Its settings: {listed}")
 
 
+def check_task_settings(task: str, known: tuple[str, ...] | None, overrides: dict[str, Any]) -> None:
+    """Refuse ``--set task.<key>`` keys the task does not read (``Task.settings``)."""
+    if known is None:
+        return
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
+            hint = f" Did you mean {' or '.join('task.' + c for c in close)}?" if close else ""
+            raise HarnessError(f"--set task.{key}: task {task!r} has no setting {key!r}.{hint} "
+                               f"Its settings: {', '.join(known) if known else 'none'}")
+
+
 def check_weights_file(path: str | Path, flag: str) -> None:
     """Refuse an empty file or one that is not a torch/safetensors file, naming what it looks like."""
     path = Path(path)

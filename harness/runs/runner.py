@@ -31,7 +31,7 @@ from harness.resources import results_dir
 from harness.runs.digest import fingerprint_inputs, run_out_dir
 from harness.runs.feature_cache import cached_features
 from harness.runs.frames import SequenceReader
-from harness.runs.inputs import check_method_inputs
+from harness.runs.inputs import check_method_inputs, check_task_settings
 from harness.runs.outdir import RECORD, claim
 from harness.runs.precision import check_precision
 from harness.runs.record import environment, now_iso
@@ -69,6 +69,7 @@ class Runner:
         if self.is_sample:
             log(f"note: no --data-root or $HARNESS_DATA given: using the shipped real sample in {self.data_root}")
         self.task: Task = task_entry.factory(self.data_root, config.task_config())
+        check_task_settings(self.task.name, self.task.settings, config.overrides.get("task", {}))
         defaults = {**self.task.protocol_defaults(config.protocol), **_adapt_options(config)}
         self.protocol = resolve_protocol(config.protocol, self.task.name, config.overrides.get("protocol"), defaults)
         self.task.config["protocol"] = self.protocol

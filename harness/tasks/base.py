@@ -45,6 +45,8 @@ class Task(ABC):
     headline_metrics: tuple[str, ...] = ()
     #: the data-root layout, printed when the root is missing or malformed
     layout_help: str = ""
+    #: the ``--set task.<key>`` keys the task reads; anything else is refused before a run (None: unchecked)
+    settings: tuple[str, ...] | None = None
 
     def __init__(self, data_root: Path, config: dict[str, Any] | None = None) -> None:
         self.data_root = Path(data_root)

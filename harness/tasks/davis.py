@@ -38,6 +38,7 @@ class DavisTask(Task):
     """DAVIS-2017 semi-supervised: palette PNGs, objects 1..N from the first frame, 255 = void."""
 
     name = "davis"
+    settings = ("split",)
     metric_keys = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
     primary_metric = "J&F-Mean"
     headline_metrics = ("J&F-Mean", "J-Mean", "F-Mean")  # recalls and decays (lower is better) stay in the CSV

@@ -133,6 +133,7 @@ class JhmdbTask(Task):
     """JHMDB split-1 keypoint propagation; predictions are ``<class>/<clip>.npy`` (2 × 15 × T)."""
 
     name = "jhmdb"
+    settings = ("resolution",)
     metric_keys = tuple(metric_key(a) for a in pck.THRESHOLDS)
     primary_metric = "PCK@0.1"
     headline_metrics = ("PCK@0.1", "PCK@0.2")

@@ -74,6 +74,7 @@ class VipTask(Task):
     """VIP val part propagation; predictions are class-id PNGs ``<video>/<frame>.png``."""
 
     name = "vip"
+    settings = ("resolution", "split")
     metric_keys = ("mIoU", "pixel_acc")
     primary_metric = "mIoU"
     layout_help = (

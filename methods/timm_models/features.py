@@ -380,7 +380,9 @@ def build_timm_method(name: str, config: dict[str, Any]) -> TimmBackbone:
     model_name, crw = parse_name(name.removeprefix("timm:"))
     kwargs = _create_kwargs(model_name)
     weights = config.get("weights")
-    seed = int(config.get("seed", 0))
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise HarnessError(f"method.seed must be a whole number, got {seed!r}")
     if weights:
         model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         load_weights(model, read_state_dict(weights), f"weights file {weights}")
