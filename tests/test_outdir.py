@@ -21,6 +21,7 @@ from filelock import FileLock
 from PIL import Image
 
 from harness.cli import main
+from harness.errors import HarnessError
 from harness.runs import runner
 from harness.runs.outdir import LOCK, MANIFEST, remove_listed
 
@@ -295,6 +296,41 @@ def test_stale_or_damaged_state_is_recomputed_and_said(root, tmp_path, capsys):
     assert record_of(stdout)["per_object"] == clean["per_object"]
     code, stdout, err = run(pixels(root, "--out-dir", str(out)), capsys)
     assert "recomputing" not in err
+
+
+def test_interrupted_recompute_leaves_no_record_beside_changed_masks(root, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "o"
+    clean = record_of(run(pixels(root, "--out-dir", str(out)), capsys)[1])
+    (out / "car-shadow" / "00001.png").unlink()
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.Runner, "_run_sequence", interrupted)
+        code, _, err = run(pixels(root, "--out-dir", str(out)), capsys)
+    assert code == 130 and not (out / "record.json").exists()
+    code, stdout, err = run(pixels(root, "--out-dir", str(out)), capsys)
+    assert code == 0 and record_of(stdout)["per_object"] == clean["per_object"]
+
+
+def test_ranks_of_a_sharded_run_join_the_folder_rank_0_claimed(tmp_path):
+    from harness.runs.outdir import FolderRefused, RunIdentity, claim, join
+
+    me = RunIdentity("abc123", "pixels", "davis", "h", 0, ("a", "b"), None)
+    other = RunIdentity("def456", "pixels", "davis", "h", 0, ("a", "b"), None)
+    with pytest.raises(HarnessError):
+        join(tmp_path / "run", me)  # nothing claimed yet
+    with claim(tmp_path / "run", me) as folder:
+        rank1 = join(tmp_path / "run", me)  # no lock taken: rank 0 holds it for the job
+        rank1.add(["a/0.png"])
+        assert json.loads((tmp_path / "run" / MANIFEST).read_text())["files"] == []  # rank 0 writes the manifest
+        with pytest.raises(HarnessError):
+            join(tmp_path / "run", other)
+        with pytest.raises(FolderRefused, match="another harness run"):
+            claim(tmp_path / "run", me)
+        folder.add(rank1.files)
+    assert json.loads((tmp_path / "run" / MANIFEST).read_text())["files"] == ["a/0.png"]
 
 
 # ----------------------------------------------------------------------------------------- default folders

@@ -234,6 +234,13 @@ class OutputFolder:
                                                  "task": self.identity.task, "sequences": list(self.identity.sequences),
                                                  "files": self.files})
 
+    def retract_record(self) -> None:
+        """Remove the folder's record before any of its predictions is rewritten: an interrupted rerun
+        must not leave a record beside masks it was not computed from (the leaderboard would publish it)."""
+        record = self.path / RECORD
+        if record.is_file() and RECORD in self.files:
+            record.unlink()
+
     # -- what a step wrote -------------------------------------------------------------------
     def snapshot(self, name: str) -> dict[str, tuple[int, int, int]]:
         """Identity (inode, size, mtime) of sequence ``name``'s result files, to see later what a step wrote.

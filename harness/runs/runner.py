@@ -126,6 +126,7 @@ class Runner:
                     method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
                     method = method.to(self.device).set_precision(self.config.precision)
                     self.model_load_s = time.perf_counter() - loading
+                self.folder.retract_record()
                 before = self.folder.snapshot(name)
                 state = self._run_sequence(method, name, bar)
                 state = save_state(self.folder, name, state, self.inputs.sequences[name], self.inputs.weights,
