@@ -30,6 +30,7 @@ import torch
 from harness.engine.propagation import PATHS, frame_neighbours, propagate, search_path
 from harness.engine.protocol import resolve_protocol
 from harness.perf.dense_reference import dense_topk, propagate_dense, topk_disagreement
+from harness.runs.record import cpu_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +159,22 @@ def _run_worker(args: argparse.Namespace, kind: str, frames: int, save: Path | N
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+#: the files whose speed this benchmark measures
+MEASURED_CODE = ("harness/engine", "harness/perf/propagation.py", "harness/perf/dense_reference.py")
+
+
+def _measured_code() -> tuple[str | None, bool | None]:
+    """The commit, and whether the measured files differ from it (None, None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *MEASURED_CODE],
+                                cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip())
+
+
 def _above(report: dict[str, Any], baseline: str) -> float:
     return max(report["peak_rss_mib"] - report[baseline], 1.0)
 
@@ -166,6 +183,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.worker is not None:
         return _worker(args)
     protocol = resolve_protocol(args.protocol, task="davis")
+    git = _measured_code()
     load_before = os.getloadavg()  # a busy machine slows the workers unevenly: read ratios with this
     with tempfile.TemporaryDirectory() as tmp:
         engine_out, dense_out = Path(tmp) / "engine.pt", Path(tmp) / "dense.pt"
@@ -188,6 +206,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "device": engine["device"],
         "engine_path": engine["path"],
         "torch_threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(),
+        # the code measured: a report for results/ comes from a commit with these files unchanged
+        "git_commit": git[0],
+        "measured_code": list(MEASURED_CODE),
+        "measured_code_dirty": git[1],
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "protocol": protocol.record(),
