@@ -184,7 +184,7 @@ def test_misconfigured_harness_data_is_named_never_the_sample(tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("setting", ["topk=2.5", "topk=0", "topk=true", "temperature=nan", "temperature=-0.1",
-                                     "temperature=.inf", "radius=0", "radius=inf", "context=-1", "keep_first=2"])
+                                     "temperature=.inf", "temperature=1e-300", "radius=0", "radius=inf", "context=-1", "keep_first=2"])
 def test_out_of_range_protocol_values_refused(root, tmp_path, capsys, setting):
     err = run_error([*run_args(root, tmp_path), "--set", f"protocol.{setting}"], capsys)
     assert f"protocol.{setting.split('=')[0]}" in err

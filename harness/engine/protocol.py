@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 
+#: smallest normal float32: a temperature below it is 0 to the engine (features are float32 or bf16)
+FLOAT32_TINY = 1.1754944e-38
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -52,6 +55,9 @@ class Protocol:
             raise HarnessError(f"protocol.context must be >= 0, got {self.context}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise HarnessError(f"protocol.temperature must be a finite number > 0, got {self.temperature}")
+        if self.temperature < FLOAT32_TINY:
+            raise HarnessError(f"protocol.temperature={self.temperature} is below {FLOAT32_TINY:.3g}: it rounds to 0 "
+                               "in float32 features and every propagated label would be NaN")
         if not (math.isfinite(self.radius) and self.radius > 0):
             raise HarnessError(f"protocol.radius must be > 0 (a node must at least see its own cell), got {self.radius}")
         if self.window not in ("disk", "square"):
