@@ -130,14 +130,17 @@ def draw_curve(log_path: Path, out_path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from harness.io import atomic_path
 
-    fig, left = plt.subplots(figsize=(7, 4))
+    fig, left = plt.subplots(figsize=(7, 4.5))
     metric = evals[-1]["metric"]
     smoke = any(e["smoke"] for e in evals)
+    where = ", ".join(evals[-1]["data"]["sequences"])
     left.plot([e["step"] for e in evals], [100 * e["score"] for e in evals], "o-", color="tab:blue",
-              label=f"{metric} ({evals[-1]['task']}{', smoke: shipped sample' if smoke else ''})")
+              label=f"{metric} on {evals[-1]['task']}: {where}{' (smoke: shipped sample)' if smoke else ''}")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("training step")
     left.set_ylabel(f"{metric} (%)", color="tab:blue")
     right = left.twinx()
@@ -146,18 +149,14 @@ def draw_curve(log_path: Path, out_path: Path) -> Path | None:
         window = max(1, len(steps) // 20)
         smooth = [sum(e["acc"] for e in steps[max(0, i - window + 1) : i + 1]) / len(steps[max(0, i - window + 1) : i + 1])
                   for i in range(len(steps))]
-        right.plot([e["step"] for e in steps], smooth, color="tab:orange", label=f"cycle accuracy (mean of {window} steps)")
+        right.plot([e["step"] for e in steps], smooth, color="tab:orange", label="training cycle accuracy" + (f" (mean of {window} steps)" if window > 1 else ""))
     right.set_ylabel("training cycle accuracy", color="tab:orange")
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    fig.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8, bbox_to_anchor=(0.1, 0.95))
-    left.set_title(f"CRW training: {evals[-1]['task']} {metric} every {_spacing(evals)} steps", fontsize=10)
-    fig.tight_layout()
+    left.set_title(f"CRW training: {metric} of the step checkpoints and the walk's cycle accuracy", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", fontsize=8, ncol=1, frameon=False)
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format="svg", metadata={"Date": None})
     plt.close(fig)
     return out_path
 
-
-def _spacing(evals: list[dict[str, Any]]) -> str:
-    gaps = {b["step"] - a["step"] for a, b in zip(evals, evals[1:], strict=False)}
-    return str(min(gaps)) if gaps else "?"
