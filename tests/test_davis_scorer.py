@@ -209,6 +209,19 @@ def test_match_counts_equal_dilation_counts(radius: int) -> None:
         assert match_counts(fy, fx, gy, gx, radius) == want
 
 
+@pytest.mark.parametrize("radius", [1, 3, 8, 13, 40, 70])
+def test_packed_dilation_equals_the_disk_dilation(radius: int) -> None:
+    """Bitmaps packed 64 pixels to a word, dilated by radii whose widening needs carries across words and
+    (40, 70) steps capped below 64 and half-widths wider than a word."""
+    rng = np.random.default_rng(radius)
+    b = rng.random((90, 200)) < 0.004
+    b[0, 0] = b[89, 199] = b[45, 63] = b[46, 64] = True
+    packed = np.packbits(b, axis=-1, bitorder="little")
+    words = np.concatenate([packed, np.zeros((90, 256 // 8 - packed.shape[1]), np.uint8)], axis=1).view("<u8")
+    got = np.unpackbits(davis.dilate_packed(words, radius).view(np.uint8), axis=-1, bitorder="little")[:, :200]
+    np.testing.assert_array_equal(got.astype(bool), ref_dilate(b, radius))
+
+
 def test_frame_values_equal_reference_on_random_frames() -> None:
     rng = np.random.default_rng(2)
     for shape in [(48, 64), (100, 90), (20, 200)]:
