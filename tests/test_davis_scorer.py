@@ -216,9 +216,11 @@ def test_packed_dilation_equals_the_disk_dilation(radius: int) -> None:
     rng = np.random.default_rng(radius)
     b = rng.random((90, 200)) < 0.004
     b[0, 0] = b[89, 199] = b[45, 63] = b[46, 64] = True
+    n_words = 4 + davis.pad_words(radius)
     packed = np.packbits(b, axis=-1, bitorder="little")
-    words = np.concatenate([packed, np.zeros((90, 256 // 8 - packed.shape[1]), np.uint8)], axis=1).view("<u8")
-    got = np.unpackbits(davis.dilate_packed(words, radius).view(np.uint8), axis=-1, bitorder="little")[:, :200]
+    words = np.concatenate([packed, np.zeros((90, n_words * 8 - packed.shape[1]), np.uint8)], axis=1).view("<u8")
+    got = np.unpackbits(davis.dilate_packed(words[None], radius)[0].view(np.uint8), axis=-1, bitorder="little")
+    got = got[:, :200]
     np.testing.assert_array_equal(got.astype(bool), ref_dilate(b, radius))
 
 

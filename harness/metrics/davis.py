@@ -31,6 +31,7 @@ official evaluator on 30 real sequences and compares the fast paths with plain r
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import multiprocessing
@@ -96,50 +97,64 @@ def boundary_points(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return ids, np.concatenate([ys, ys[m1], ys[m2], ys[m3]]), np.concatenate([xs, xs[m1], xs[m2], xs[m3]])
 
 
-def _widen_rows(words: np.ndarray, step: int) -> np.ndarray:
-    """OR of a row-packed bitmap shifted by -step, 0 and +step along x (0 < step < 64).
+def pad_words(radius: int) -> int:
+    """Zero words that end every packed row, so that widening a row by up to ``radius`` pixels never
+    carries bits into the next row (see ``dilate_packed``)."""
+    return radius // 64 + 1
 
-    Bit i of word j in a row is pixel 64 j + i, so a shift moves bits within each word and carries the
-    ones that leave a word into its neighbour.
+
+def _widen_rows(flat: np.ndarray, step: int) -> np.ndarray:
+    """OR of packed rows, laid end to end in one flat array, shifted by -step, 0 and +step (0 < step < 64).
+
+    Bit i of word j is pixel 64 j + i, so a shift moves bits within each word and carries the ones that
+    leave a word into its neighbour; working on the flat array keeps every operation one long loop.
     """
     shift, carry = np.uint64(step), np.uint64(64 - step)
-    out = words | (words << shift) | (words >> shift)
-    out[..., 1:] |= words[..., :-1] >> carry
-    out[..., :-1] |= words[..., 1:] << carry
+    out = flat | (flat << shift)
+    out |= flat >> shift
+    out[1:] |= flat[:-1] >> carry
+    out[:-1] |= flat[1:] << carry
     return out
 
 
-def _widening_steps(widths: np.ndarray) -> list[tuple[int, int, int]]:
-    """(width, from width, step): how to reach every half-width of the disk by widening a narrower map.
+@functools.cache
+def _disk_plan(radius: int) -> tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]:
+    """Half-widths of the disk's rows and the (width, from width, step) widenings that reach them all.
 
     Widening a map of half-width v by step s gives half-width v + s when s <= 2 v + 1 (the three shifted
     copies then leave no gap), and a carry reaches only the next word, hence s < 64.
     """
+    widths = tuple(int(w) for w in disk_half_widths(radius))
     steps, reached = [], 0
-    for width in sorted({int(w) for w in widths}):
+    for width in sorted(set(widths)):
         while reached < width:
             wider = min(width, reached + min(2 * reached + 1, 63))
             steps.append((wider, reached, wider - reached))
             reached = wider
-    return steps
+    return widths, tuple(steps)
 
 
 def dilate_packed(words: np.ndarray, radius: int) -> np.ndarray:
-    """Dilation by the disk x² + y² <= r² of bitmaps packed along x (``[..., rows, words]`` uint64).
+    """Dilation by the disk x² + y² <= r² of bitmaps packed along x (``[maps, rows, words]`` uint64, C order).
 
-    The disk is the union over d of rectangles |dy| <= d, |dx| <= w(d) (w does not grow with d), so the
-    dilation is ``OR_d Vd(Hw(d))``: horizontal dilations by each half-width, then, Horner-like from d = r
-    down, one vertical step and one OR per d. Pixels outside the array contribute nothing.
+    Every row must end with ``pad_words(radius)`` zero words: rows are then widened as one flat array, as
+    a pixel only ever receives bits from at most ``radius`` pixels away, which the padding keeps inside
+    its own row (the padding itself collects garbage that the caller ignores). The disk is the union
+    over d of rectangles |dy| <= d, |dx| <= w(d) (w does not grow with d), so the dilation is
+    ``OR_d Vd(Hw(d))``: horizontal dilations by each half-width, then, Horner-like from d = r down, one
+    vertical step and one OR per d. Pixels outside the array contribute nothing.
     """
-    widths = disk_half_widths(radius)
-    wide = {0: words}
-    for width, narrower, step in _widening_steps(widths):
+    widths, steps = _disk_plan(radius)
+    flat = words.reshape(-1)
+    wide = {0: flat}
+    for width, narrower, step in steps:
         wide[width] = _widen_rows(wide[narrower], step)
-    acc = wide[int(widths[radius])]
+    wide = {width: rows.reshape(words.shape) for width, rows in wide.items()}
+    acc = wide[widths[radius]]
     for d in range(radius - 1, -1, -1):
-        step = acc | wide[int(widths[d])]
-        step[..., 1:, :] |= acc[..., :-1, :]
-        step[..., :-1, :] |= acc[..., 1:, :]
+        step = acc | wide[widths[d]]
+        step[:, 1:] |= acc[:, :-1]
+        step[:, :-1] |= acc[:, 1:]
         acc = step
     return acc
 
@@ -157,7 +172,7 @@ def match_counts(
     y0 = min(int(py.min()), int(gy.min()))
     x0 = min(int(px.min()), int(gx.min()))
     height = max(int(py.max()), int(gy.max())) - y0 + 1
-    n_words = (max(int(px.max()), int(gx.max())) - x0) // 64 + 1
+    n_words = (max(int(px.max()), int(gx.max())) - x0) // 64 + 1 + pad_words(radius)
     py, px, gy, gx = py - y0, px - x0, gy - y0, gx - x0
     grid = np.zeros((2, height, n_words * 64), dtype=bool)
     grid[0, gy, gx] = True
