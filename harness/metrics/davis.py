@@ -79,17 +79,22 @@ def boundary_points(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     never). Label 0 (background) is included; callers drop it.
     """
     h, w = labels.shape
-    pad = np.empty((h + 1, w + 1), dtype=labels.dtype)
+    stride = w + 1
+    pad = np.empty((h + 2, stride), dtype=labels.dtype)  # row h + 1 only keeps the flat slices in bounds
     pad[:h, :w] = labels
     pad[h, :w] = labels[h - 1]
-    pad[:, w] = pad[:, w - 1]
-    centre = pad[:h, :w]
-    edge = (centre != pad[:h, 1:]) | (centre != pad[1:, :w]) | (centre != pad[1:, 1:])
-    idx = np.flatnonzero(edge)
-    ys, xs = np.divmod(idx, w)
+    pad[: h + 1, w] = pad[: h + 1, w - 1]
+    pad[h + 1] = 0
     flat = pad.ravel()
-    at = idx + ys  # the same pixel in the padded map (row stride w + 1)
-    a0, a1, a2, a3 = flat[at], flat[at + 1], flat[at + w + 1], flat[at + w + 2]
+    n = h * stride
+    centre = flat[:n]  # compared as flat arrays: one long loop each instead of one per row
+    edge = centre != flat[1 : n + 1]
+    edge |= centre != flat[stride : n + stride]
+    edge |= centre != flat[stride + 1 : n + stride + 1]
+    edge.reshape(h, stride)[:, w] = False  # the padding column
+    at = np.flatnonzero(edge)
+    ys, xs = np.divmod(at, stride)
+    a0, a1, a2, a3 = flat[at], flat[at + 1], flat[at + stride], flat[at + stride + 1]
     m1 = a1 != a0
     m2 = (a2 != a0) & (a2 != a1)
     m3 = (a3 != a0) & (a3 != a1) & (a3 != a2)
