@@ -195,6 +195,12 @@ def test_boundary_points_equal_seg2bmap_per_object() -> None:
                 got[ys[ids == k], xs[ids == k]] = True
                 assert np.count_nonzero(ids == k) == got.sum()  # no pixel listed twice for an object
                 np.testing.assert_array_equal(got, ref_seg2bmap(labels == k), err_msg=f"{shape} object {k}")
+            if n == 1:  # the path for one object: its points are the edge pixels
+                ids, ys, xs = boundary_points(labels, binary=True)
+                got = np.zeros(shape, dtype=bool)
+                got[ys, xs] = True
+                assert (ids == 1).all() and len(ys) == got.sum()
+                np.testing.assert_array_equal(got, ref_seg2bmap(labels == 1), err_msg=f"{shape} binary")
 
 
 @pytest.mark.parametrize("radius", [1, 2, 8])

@@ -69,14 +69,16 @@ def disk_half_widths(radius: int) -> np.ndarray:
     return np.array([math.isqrt(radius * radius - d * d) for d in range(radius + 1)], dtype=np.int64)
 
 
-def boundary_points(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def boundary_points(labels: np.ndarray, binary: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boundary pixels of every label of a 2-D label map as (label, y, x) arrays, official seg2bmap rule.
 
     The official rule marks p for object k when [L(p) == k] differs from [L(q) == k] for a neighbour q
     among east, south and south-east. That holds exactly for the labels in {L(p)} ∪ {L(q)} when those
     are not all equal, so one pass over the label map serves all objects. Replicating the last row and
     column reproduces the official edge rules (last row: east only, last column: south only, corner:
-    never). Label 0 (background) is included; callers drop it.
+    never). Label 0 (background) is included; callers drop it. With ``binary`` (labels 0 and 1 only)
+    every edge pixel bounds both labels, so label 1's points are the edge pixels, found without the
+    per-neighbour work.
     """
     h, w = labels.shape
     stride = w + 1
@@ -94,6 +96,8 @@ def boundary_points(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     edge.reshape(h, stride)[:, w] = False  # the padding column
     at = np.flatnonzero(edge)
     ys, xs = np.divmod(at, stride)
+    if binary:
+        return np.ones(len(at), dtype=labels.dtype), ys, xs
     a0, a1, a2, a3 = flat[at], flat[at + 1], flat[at + stride], flat[at + stride + 1]
     m1 = a1 != a0
     m2 = (a2 != a0) & (a2 != a1)
@@ -220,11 +224,12 @@ def frame_values(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> tuple[np.n
     y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, height)
     x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, width)
     g, p = gt[y0:y1, x0:x1], pred[y0:y1, x0:x1]
-    g_ids, g_y, g_x = boundary_points(g)
-    p_ids, p_y, p_x = boundary_points(p)
+    single = n_objects == 1  # then both maps hold 0/1 and are the object's masks themselves
+    g_ids, g_y, g_x = boundary_points(g, binary=single)
+    p_ids, p_y, p_x = boundary_points(p, binary=single)
     radius = boundary_radius(height, width)
     for k in range(1, n_objects + 1):
-        gk, pk = g == k, p == k
+        gk, pk = (g.view(bool), p.view(bool)) if single else (g == k, p == k)
         inter = np.count_nonzero(gk & pk)
         union = np.count_nonzero(gk) + np.count_nonzero(pk) - inter
         j[k - 1] = inter / union if union else 1.0
