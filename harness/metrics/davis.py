@@ -31,6 +31,7 @@ official evaluator on 30 real sequences and compares the fast paths with plain r
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import math
@@ -411,6 +412,22 @@ def _score_sequence(job: tuple[str, list[str], list[str], bool]) -> tuple[str, i
     return name, n_objects, _summarise(j, f)
 
 
+def _keep_freed_memory() -> None:
+    """Pool initializer: let the worker's allocator keep freed memory (glibc ``mallopt``).
+
+    Every frame allocates and frees the same few-hundred-kB temporaries; with glibc's defaults they are
+    handed back to the system and faulted in again each time, which cost about a tenth of the scoring
+    time in system CPU. Only the pool's own worker processes are changed; other C libraries are left as
+    they are.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (or no C library to load): defaults stay
+        return
+    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of free heap
+    mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: blocks below 64 MiB come from the heap, not fresh mappings
+
+
 def _jobs(annotations_dir: Path, pred_dir: Path, sequences: list[str], binary_gt: bool) -> list[tuple]:
     """Per-sequence work items; checks up front that every evaluated frame has a prediction file."""
     if len(set(sequences)) != len(sequences):
@@ -467,7 +484,7 @@ def score_folder(
                 results[name] = (n_objects, objects)
                 bar.update()
         else:
-            with multiprocessing.get_context().Pool(processes) as pool:
+            with multiprocessing.get_context().Pool(processes, initializer=_keep_freed_memory) as pool:
                 for name, n_objects, objects in pool.imap_unordered(_score_sequence, jobs):
                     results[name] = (n_objects, objects)
                     bar.update()
