@@ -51,7 +51,9 @@ def gather(spec: SweepSpec, cells: list[Cell], layout: Layout) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows)
     if "checkpoint" in table.columns:
-        table["checkpoint"] = [None if c is None else Path(c).name for c in table["checkpoint"]]
+        table["checkpoint"] = [Path(c).name if isinstance(c, str) else "default" for c in table["checkpoint"]]
+    if "frames" in table.columns:
+        table["frames"] = table["frames"].astype("Int64")  # failed cells leave gaps; counts stay integers
     return table
 
 
