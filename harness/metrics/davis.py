@@ -24,9 +24,10 @@ DAVIS numbers are only comparable when computed exactly that way:
 Speed comes from never building full-frame per-object images: each frame is cropped to the box of its
 labelled pixels, the boundary pixels of all objects are found in one pass over the label map, and
 "is there a boundary pixel of the other mask within the disk" is answered by dilating bitmaps packed 64
-pixels to a word (the disk is a stack of horizontal runs) and looking up the boundary pixels only. ``score_folder`` decodes PNGs in a
-process pool, one sequence per task. ``tests/test_davis_scorer.py`` checks every per-object number of the
-official evaluator on 30 real sequences and compares the fast paths with plain reference versions.
+pixels to a word (the disk is a stack of horizontal runs) and looking up the boundary pixels only.
+``score_folder`` decodes PNGs in a process pool, one sequence per task. ``tests/test_davis_scorer.py``
+checks every per-object number of the official evaluator on 30 real sequences and compares the fast
+paths with plain reference versions.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def _disk_plan(radius: int) -> tuple[tuple[int, ...], tuple[tuple[int, int, int]
 
 
 def dilate_packed(words: np.ndarray, radius: int) -> np.ndarray:
-    """Dilation by the disk x² + y² <= r² of bitmaps packed along x (``[maps, rows, words]`` uint64, C order).
+    """Dilation by the disk x² + y² <= r² of bitmaps packed along x ([maps, rows, words] uint64, C order).
 
     Every row must end with ``pad_words(radius)`` zero words: rows are then widened as one flat array, as
     a pixel only ever receives bits from at most ``radius`` pixels away, which the padding keeps inside
@@ -162,10 +163,10 @@ def dilate_packed(words: np.ndarray, radius: int) -> np.ndarray:
     wide = {width: rows.reshape(words.shape) for width, rows in wide.items()}
     acc = wide[widths[radius]]
     for d in range(radius - 1, -1, -1):
-        step = acc | wide[widths[d]]
-        step[:, 1:] |= acc[:, :-1]
-        step[:, :-1] |= acc[:, 1:]
-        acc = step
+        taller = acc | wide[widths[d]]
+        taller[:, 1:] |= acc[:, :-1]
+        taller[:, :-1] |= acc[:, 1:]
+        acc = taller
     return acc
 
 
@@ -484,7 +485,8 @@ def score_folder(
                 results[name] = (n_objects, objects)
                 bar.update()
         else:
-            with multiprocessing.get_context().Pool(processes, initializer=_keep_freed_memory) as pool:
+            context = multiprocessing.get_context()
+            with context.Pool(processes, initializer=_keep_freed_memory) as pool:
                 for name, n_objects, objects in pool.imap_unordered(_score_sequence, jobs):
                     results[name] = (n_objects, objects)
                     bar.update()
