@@ -195,10 +195,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     disagreement = [topk_disagreement(*a, *b) for a, b in zip(mine["neighbours"], theirs["neighbours"], strict=True)]
     # frames after the context is full cost the engine most (all n frames distinct); estimate them
     # from the difference of the two engine runs when the short run is already past the context
-    steady = None
+    steady, steady_plausible = None, True
     if args.short_frames - 1 > protocol.context and args.frames > args.short_frames:
         steady = 1000 * (engine["wall_s"] - short["wall_s"]) / (args.frames - args.short_frames)
         steady_cpu = 1000 * (engine["cpu_s"] - short["cpu_s"]) / (args.frames - args.short_frames)
+        # early CRW frames see fewer distinct frames, so a steady frame costs at least the long video's
+        # average; an estimate below it means the load changed between the two workers: not a measurement
+        if steady < engine["ms_per_frame"] or steady_cpu < engine["cpu_ms_per_frame"]:
+            steady_plausible = False
     return {
         "benchmark": "propagation",
         "shape": {"T": args.frames, "C": args.channels, "h": args.height, "w": args.width, "K": args.labels},
@@ -219,6 +223,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "engine_short_video": short,
         "dense_reference": dense,
         "engine_steady_ms_per_frame": steady,
+        "steady_estimate_plausible": steady_plausible if steady is not None else None,
         "engine_steady_cpu_ms_per_frame": steady_cpu if steady is not None else None,
         "speedup_wall": dense["ms_per_frame"] / engine["ms_per_frame"],
         "speedup_cpu": dense["cpu_ms_per_frame"] / engine["cpu_ms_per_frame"],
@@ -247,7 +252,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         # process ratio is reported next to it
         "targets_met": {
             "speedup_wall": dense["ms_per_frame"] / engine["ms_per_frame"] >= 5.0,
-            "speedup_wall_steady": bool(steady) and dense["ms_per_frame"] / steady >= 10.0,
+            "speedup_wall_steady": (dense["ms_per_frame"] / steady >= 10.0) if steady and steady_plausible else None,
             "memory_ratio_above_runtime": _above(dense, "rss_runtime_mib") / _above(engine, "rss_runtime_mib") >= 5.0,
             "memory_ratio_total_rss": dense["peak_rss_mib"] / engine["peak_rss_mib"] >= 5.0,
         },
