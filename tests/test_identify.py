@@ -4,7 +4,6 @@ and which runs are smoke runs."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from harness.data.identify import (
     official_splits,
     smoke_reasons,
 )
+from tests.test_runner import small_davis_root
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "sample" / "davis"
@@ -99,23 +99,10 @@ def test_ten_of_twenty_is_ranked_and_a_synthetic_sample_is_labelled() -> None:
     assert smoke and "synthetic" in vip["label"] and "not VIP" in vip["label"]
 
 
-def _davis2017_layout(dest: Path, sequences: tuple[str, ...], frames: int = 3) -> Path:
-    """The shipped sample's first frames (DAVIS-2016 sequences, one object each) in the 2017 layout."""
-    for seq in sequences:
-        for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-            out = dest / sub / "480p" / seq
-            out.mkdir(parents=True)
-            for path in sorted((SAMPLE / sub / "480p" / seq).glob(f"*.{ext}"))[:frames]:
-                shutil.copy(path, out / path.name)
-    (dest / "ImageSets" / "2017").mkdir(parents=True)
-    (dest / "ImageSets" / "2017" / "val.txt").write_text("\n".join(sequences) + "\n")
-    return dest
-
-
 def test_task_davis_on_2016_data_is_labelled_davis2016_in_the_record_and_on_the_page(tmp_path, capsys) -> None:
     from harness.leaderboard import build_leaderboard
 
-    root = _davis2017_layout(tmp_path / "data", ("motocross-jump",))  # 2 objects in DAVIS-2017, 1 here
+    root = small_davis_root(tmp_path / "data", frames=3, sequences=("motocross-jump",))  # 2 objects in DAVIS-2017, 1 here
     code = main(["run", "--method", "pixels", "--task", "davis", "--data-root", str(root),
                  "--out-dir", str(tmp_path / "runs" / "davis" / "pixels")])
     assert code == 0
