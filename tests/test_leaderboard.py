@@ -629,3 +629,21 @@ def test_summary_and_primary_metric_are_in_the_first_screen_at_1440x900(records:
     for key in ("summary", "primary_header", "primary_cell"):
         left, top, right, bottom = boxes[key]
         assert 0 <= left and right <= 1440 and 0 <= top and bottom <= 900, (key, boxes[key])
+
+
+def test_sweep_reports_are_linked_and_their_cells_never_ranked(board: Path) -> None:
+    out = board / "out"
+    report = out / "sweeps" / "eval-knobs-demo" / "report.md"
+    report.parent.mkdir(parents=True)
+    report.write_text("# a sweep report\n")
+    # A sweep cell's record beside its report must not become a leaderboard row.
+    write_record(out / "sweeps" / "eval-knobs-demo", make_record("sweep-cell", score=0.99))
+    build_leaderboard([board / "runs"], out, REPORTED)
+    md = (out / "leaderboard.md").read_text()
+    assert "## Sweeps (not ranked)" in md
+    assert "- [eval-knobs-demo](<sweeps/eval-knobs-demo/report.md>)" in md
+    assert "sweep-cell" not in md
+    html = (out / "leaderboard.html").read_text()
+    assert '<a href="sweeps/eval-knobs-demo/report.md">eval-knobs-demo</a>' in html
+    rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
+    assert "sweep-cell" not in {r["method"] for r in rows}

@@ -30,6 +30,8 @@ from harness.leaderboard.summary import Summary, best_published, section_summary
 from harness.leaderboard.table import build_frame, groups, metric_columns, sections
 
 PLOTS_DIR = "plots"
+#: sweep reports live beside the leaderboard, never among the ranked runs (``harness sweep --report``)
+SWEEPS_DIR = "sweeps"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ def assemble(
     return board
 
 
+def sweep_reports(out_dir: Path) -> list[tuple[str, str]]:
+    """Sweep reports under ``<out_dir>/sweeps/<name>/report.md``: linked from the page, never ranked
+    (a sweep varies protocol knobs on purpose, so its cells are not comparable runs)."""
+    return [(report.parent.name, _rel(report, out_dir))
+            for report in sorted((out_dir / SWEEPS_DIR).glob("*/report.md"))]
+
+
 def _entry_groups(reported: list[ReportedEntry]) -> list[ProtocolGroup]:
     return list({entry.group.name: entry.group for entry in reported}.values())
 
@@ -162,6 +171,7 @@ def build_leaderboard(
     stamp = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     protocol_groups = load_protocol_groups(reported_path) if reported_path is not None else []
     board = assemble(runs, skipped, reported, out_dir, stamp, sources, protocol_groups)
+    board.sweeps = sweep_reports(out_dir)
     written = []
     plot_paths = {out_dir / plot.path for plots in board.plots.values() for plot in plots}
     for plots in board.plots.values():

@@ -51,6 +51,7 @@ class Leaderboard:
     protocol_groups: list[ProtocolGroup] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
     plots: dict[str, list[Plot]] = field(default_factory=dict)  # by section
+    sweeps: list[tuple[str, str]] = field(default_factory=list)  # (sweep name, report path relative to the page)
 
     def reported(self, section: str) -> pd.DataFrame:
         frame = self.frame

@@ -207,6 +207,11 @@ def render_html(board: Leaderboard) -> str:
             rows = smoke[smoke["home_task"] == task]
             out += _table(rows, smoke_columns(board.specs[task], runtime_classes(rows), letters))
         out += ["</details>", "</section>"]
+    if board.sweeps:
+        out += ['<section id="sweeps"><h2>Sweeps (not ranked)</h2>',
+                "<p>Ablation reports of <code>harness sweep</code> (knobs varied on purpose):</p>", "<ul>"]
+        out += [f'<li><a href="{escape(path)}">{escape(name)}</a></li>' for name, path in board.sweeps]
+        out += ["</ul></section>"]
     if board.skipped:
         out += ['<section id="skipped" class="skipped"><h2>Skipped records</h2>', "<ul>"]
         out += [f"<li>{escape(path)}: {escape(reason)}</li>" for path, reason in board.skipped]

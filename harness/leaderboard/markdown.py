@@ -133,6 +133,9 @@ def render_markdown(board: Leaderboard) -> str:
             rows = smoke[smoke["home_task"] == task]
             lines += md_table(rows, smoke_columns(board.specs[task], runtime_classes(rows), letters)) + [""]
         lines += ["</details>", ""]
+    if board.sweeps:
+        lines += ["## Sweeps (not ranked)", "", "Ablation reports of `harness sweep` (knobs varied on purpose):", ""]
+        lines += [f"- [{_escape(name)}](<{path}>)" for name, path in board.sweeps] + [""]
     if board.skipped:
         lines += ["## Skipped records", "", "These record files were found but could not be used:", ""]
         lines += [f"- `{path}`: {_escape(reason)}" for path, reason in board.skipped]
