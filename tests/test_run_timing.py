@@ -20,15 +20,18 @@ from tests.test_runner import small_davis_root
 def test_stage_timer_sums_calls_and_synchronises(monkeypatch):
     synced = []
     monkeypatch.setattr(timing, "synchronize", lambda device: synced.append(device.type))
+    # A fake clock that advances 1 s per features reading and 0.25 s per score reading: the sums are exact.
+    ticks = iter([0.0, 1.0, 1.0, 2.0, 2.0, 2.25])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(ticks))
     timer = StageTimer(torch.device("cuda"))
     for _ in range(2):
         with timer.stage("features"):
-            time.sleep(0.01)
+            pass
     with timer.stage("score"):
         pass
     assert synced == ["cuda"] * 6  # before and after every stage
     assert set(timer.seconds) == {"features", "score"}
-    assert timer.seconds["features"] >= 0.02 > timer.seconds["score"]
+    assert timer.seconds == {"features": 2.0, "score": 0.25}
     assert set(timer.state()) == {"features_s", "scoring_s"}
 
 
