@@ -18,6 +18,7 @@ from methods.crw.data import (
     ClipIndex,
     SampleKey,
     ShardedClipSampler,
+    collate,
     decode_frames,
     index_videos,
     resampled_indices,
@@ -208,3 +209,26 @@ def test_random_resized_box_stays_in_range() -> None:
         assert 0 <= top <= 240 - h and 0 <= left <= 320 - w
         assert 0.8 * 0.95 <= h * w / (240 * 320) <= 0.95 * 1.05  # rounding of w and h
         assert 0.7 * 0.95 <= w / h <= 1.3 * 1.05
+
+
+class _Clips(torch.utils.data.Dataset):
+    """Four tiny transposed "clips" (what ``cut_patches`` hands ``collate``: a permuted view)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.arange(30, dtype=torch.float32).add(100 * i).view(2, 3, 5).transpose(1, 2), 0
+
+
+def _collate_noting_shared(samples: list[tuple[torch.Tensor, int]]) -> tuple[bool, torch.Tensor, torch.Tensor]:
+    batch, _ = collate(samples)
+    return batch.is_shared(), batch, torch.stack([s[0] for s in samples])
+
+
+def test_collate_in_a_worker_stacks_into_shared_memory() -> None:
+    """A worker's batch is built in shared memory (no second copy when it is sent), same values as ``torch.stack``."""
+    assert not collate([_Clips()[0]])[0].is_shared()  # in the main process: plain memory
+    loader = torch.utils.data.DataLoader(_Clips(), batch_size=2, num_workers=1, collate_fn=_collate_noting_shared)
+    for shared_in_worker, batch, stacked in loader:
+        assert shared_in_worker and torch.equal(batch, stacked) and batch.shape == (2, 2, 5, 3)

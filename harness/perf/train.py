@@ -9,9 +9,11 @@ this device (bf16, torch.compile, channels_last on CUDA), so the ratio to the or
 one report. The machine's load average is recorded beside the numbers because on a shared CPU it
 moves them more than anything else.
 
-``--loader-only``: the data pipeline alone, one worker (one thread), the per-patch reference path
-against the batched one, side by side on one real video (default the Kinetics clip) at the
-recipe's settings (default ``crw-paper``); reported as clips per CPU-second and per wall-second.
+``--loader-only``: the data pipeline alone, one worker (one thread): the per-patch reference path,
+the batched one (``data.augment_on: cpu``) and the worker's part of ``data.augment_on: gpu``
+(decode and box draws), side by side on one real video (default the Kinetics clip) at the
+recipe's settings (default ``crw-paper``); CPU-ms per clip split into decode and augment, clips per
+CPU-second and per wall-second, speedups against the reference and the load average.
 
 Learning curve: read from the JSONL log of a finished run (``--log``, default the committed demo
 run): cycle accuracy and loss at the start and the end (means over ``--window`` steps), and a
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-timing", action="store_true", help="only summarise --log")
     parser.add_argument("--skip-model-step", action="store_true", help="leave out the model-step comparison")
     parser.add_argument("--loader-only", action="store_true",
-                        help="time only the data pipeline: per-patch reference vs batched path, one worker")
+                        help="time only the data pipeline: per-patch reference, batched path, worker part of augment_on gpu; one worker")
     parser.add_argument("--video", type=Path, default=DEFAULT_DATA / "kinetics400-demo.mp4",
                         help="--loader-only: the video (default ../shared/data/videos/kinetics400-demo.mp4)")
     parser.add_argument("--clips", type=int, default=8, help="--loader-only: clips per round (default 8)")

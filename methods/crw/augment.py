@@ -13,18 +13,23 @@ cropped differently — that is part of what the walk must see through):
    statistics; the author called the mismatch a bug of no real consequence (issue #23). We keep
    it because the released weights were trained that way; the recipe can change ``mean``/``std``.
 
-Everything runs as torch ops on one ``torch.Generator``, so the same generator state gives the
-same patches bit for bit (the test-time-adaptation helper relies on that too).
+All randomness comes from one ``torch.Generator`` (read in bulk, the same numbers as one torch
+call per draw), so the same generator state gives the same patches bit for bit (the
+test-time-adaptation helper relies on that too).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -50,6 +55,34 @@ def _randint(generator: torch.Generator, high_inclusive: int) -> int:
     return int(torch.randint(high_inclusive + 1, (), generator=generator))
 
 
+def _box_rule(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    uniform: Callable[[], float],
+    randint: Callable[[int], int],
+) -> tuple[int, int, int, int]:
+    """:func:`random_resized_box` on given draws: ``uniform()`` in [0, 1), ``randint(k)`` in 0..k (same arithmetic)."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * (scale[0] + (scale[1] - scale[0]) * uniform())
+        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * uniform())
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return randint(height - h), randint(width - w), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
 def random_resized_box(
     height: int,
     width: int,
@@ -60,7 +93,9 @@ def random_resized_box(
     """``(top, left, h, w)`` of a random crop, by torchvision's RandomResizedCrop rule.
 
     Ten tries at an area fraction in ``scale`` and a log-uniform aspect ratio in ``ratio``; if
-    none fits, a centre crop with the ratio clamped to ``ratio``.
+    none fits, a centre crop with the ratio clamped to ``ratio``. Every draw is one torch call on
+    ``generator``; :meth:`ClipAugment.draw_boxes` draws the same numbers in bulk (:func:`_box_rule`)
+    and the tests hold it to this function.
     """
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -79,6 +114,103 @@ def random_resized_box(
     else:
         h, w = height, width
     return (height - h) // 2, (width - w) // 2, h, w
+
+
+# -- the same draws in bulk -------------------------------------------------------------------
+#
+# A CPU torch.Generator is a plain MT19937 engine. ``torch.rand((), dtype=float64)`` takes two of
+# its 32-bit words w1, w2 and returns ((w1 << 32 | w2) & (2**53 - 1)) * 2**-53; ``torch.randint(k, ())``
+# (k < 2**32) takes one word w and returns w % k. numpy's MT19937 is the same engine, so the words
+# of a whole clip are read with one numpy call from a copy of the generator's state, and the
+# generator is then moved past exactly the words used: the same numbers and the same final state as
+# four torch calls per box, at a fraction of the Python overhead. ``_bulk_draws_work`` checks this
+# against torch once per process (the state's byte layout is torch's CPUGeneratorImplState) and
+# the per-call draws are used if it ever disagrees.
+
+_MT_WORDS = 624
+_STATE_LEFT, _STATE_NEXT, _STATE_KEY = 8, 16, 24  # int32 left, uint64 next, uint64 state[624]
+_MASK53 = (1 << 53) - 1
+_TWO_TO_MINUS_53 = 1.0 / (1 << 53)
+_bulk_checked: bool | None = None
+
+
+class _GeneratorWords:
+    """The words a CPU ``torch.Generator`` hands out next, read in bulk; :meth:`commit` consumes them."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+        self.raw = generator.get_state().numpy().copy()
+        if self.raw.size < _STATE_KEY + 8 * _MT_WORDS:
+            raise ValueError(f"unexpected torch.Generator state of {self.raw.size} bytes")
+        left = int(self.raw[_STATE_LEFT : _STATE_LEFT + 4].view(np.int32)[0])
+        position = int(self.raw[_STATE_NEXT : _STATE_NEXT + 8].view(np.uint64)[0])
+        key = self.raw[_STATE_KEY : _STATE_KEY + 8 * _MT_WORDS].view(np.uint64).astype(np.uint32)
+        # torch twists when ``left`` drops to 0 (left == 1: the next word needs a twist); numpy at pos 624
+        self.start = {"bit_generator": "MT19937", "state": {"key": key, "pos": _MT_WORDS if left == 1 else position}}
+        self.engine = np.random.MT19937()
+        self.engine.state = self.start
+        self.words: list[int] = []
+        self.used = 0
+
+    def _take(self, count: int) -> list[int]:
+        short = self.used + count - len(self.words)
+        if short > 0:
+            self.words.extend(self.engine.random_raw(max(short, 1024)).tolist())
+        taken = self.words[self.used : self.used + count]
+        self.used += count
+        return taken
+
+    def uniform(self) -> float:
+        """``float(torch.rand((), dtype=torch.float64))``."""
+        high, low = self._take(2)
+        return ((high << 32 | low) & _MASK53) * _TWO_TO_MINUS_53
+
+    def randint(self, high_inclusive: int) -> int:
+        """``int(torch.randint(high_inclusive + 1, ()))``."""
+        span = high_inclusive + 1
+        if span >= 1 << 32:
+            high, low = self._take(2)
+            return (high << 32 | low) % span
+        return self._take(1)[0] % span
+
+    def commit(self) -> None:
+        """Move the torch generator past the words used (as if torch had drawn them)."""
+        if not self.used:
+            return
+        engine = np.random.MT19937()
+        engine.state = self.start
+        engine.random_raw(self.used)
+        state = engine.state["state"]
+        position = int(state["pos"])  # 1..624 after at least one word
+        self.raw[_STATE_KEY : _STATE_KEY + 8 * _MT_WORDS] = np.asarray(state["key"], dtype=np.uint64).view(np.uint8)
+        self.raw[_STATE_LEFT : _STATE_LEFT + 4] = np.array([_MT_WORDS + 1 - position], dtype=np.int32).view(np.uint8)
+        self.raw[_STATE_NEXT : _STATE_NEXT + 8] = np.array([position], dtype=np.uint64).view(np.uint8)
+        self.generator.set_state(torch.from_numpy(self.raw))
+
+
+def _bulk_draws_work() -> bool:
+    """Whether :class:`_GeneratorWords` reproduces torch's own draws and end state here (checked once)."""
+    global _bulk_checked
+    if _bulk_checked is None:
+        try:
+            ok = True
+            for seed in (0, 2**62 + 12345):
+                by_torch, by_words = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+                torch.rand((), generator=by_torch)  # start mid-stream too
+                torch.rand((), generator=by_words)
+                for _ in range(2):  # two calls: the second starts from a committed state
+                    words = _GeneratorWords(by_words)
+                    # > 624 words: crosses a twist
+                    expected = [(_uniform(by_torch, 0.0, 1.0), _randint(by_torch, k % 300)) for k in range(300)]
+                    got = [(words.uniform(), words.randint(k % 300)) for k in range(300)]
+                    words.commit()
+                    ok = ok and got == expected and torch.equal(by_torch.get_state(), by_words.get_state())
+            _bulk_checked = ok
+        except Exception:  # a torch whose generator state is laid out differently
+            _bulk_checked = False
+        if not _bulk_checked:
+            log.warning("bulk random draws disagree with torch here; drawing crop boxes one torch call at a time")
+    return _bulk_checked
 
 
 def resized_crop(image: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
@@ -149,11 +281,13 @@ class ClipAugment:
 
     ``recipe`` is the recipe's ``augment`` section (missing keys take the paper's values).
 
-    The work splits in two so the second half can run batched on the GPU: :meth:`prepare` draws
-    every random box (in the order the per-patch reference draws them: a frame's box, then its
-    ``N`` patch boxes, frame after frame) and resizes the frames (one antialiased interpolation
-    per frame); :meth:`finish` cuts all patches of all frames in one ``grid_sample`` and
-    normalises. ``methods.crw.reference`` keeps the former one-interpolation-per-patch path.
+    The work splits in two so that the second half can run batched on the GPU
+    (``data.augment_on: gpu``): :meth:`prepare` only draws the random boxes (in the order the
+    per-patch reference draws them: a frame's box, then its ``N`` patch boxes, frame after frame)
+    and hands on the decoded uint8 frames untouched; :meth:`finish` does all the pixel work: the
+    antialiased resized crop of each frame (one interpolation per frame), the normalisation and all
+    patches of all frames cut by one ``grid_sample``. With ``augment_on: cpu`` the worker runs both
+    (:meth:`__call__`). ``methods.crw.reference`` keeps the former one-interpolation-per-patch path.
     """
 
     def __init__(self, recipe: dict[str, Any] | None = None) -> None:
@@ -176,33 +310,73 @@ class ClipAugment:
         self.std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self.nodes = grid_nodes(self.frame_size, self.patch_size, self.patch_stride)
 
-    def prepare(self, frames: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Resized frames ``[T, 3, S, S]`` in [0, 1] and every patch box ``[T, N, 4]`` (top, left, h, w)."""
+    def draw_boxes(self, height: int, width: int, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame boxes ``[T, 4]`` and patch boxes ``[T, N, 4]`` (top, left, h, w) for ``count`` frames of ``height``×``width``.
+
+        The numbers :func:`random_resized_box` draws one torch call at a time, in the same order
+        (a frame's box, then its patch boxes), leaving ``generator`` in the same state; read in
+        bulk when ``generator`` is a CPU generator and the bulk reader agrees with torch here.
+        """
+        words = _GeneratorWords(generator) if generator.device.type == "cpu" and _bulk_draws_work() else None
+        if words is not None:
+            uniform, randint = words.uniform, words.randint
+        else:
+            def uniform() -> float:
+                return _uniform(generator, 0.0, 1.0)
+
+            def randint(high_inclusive: int) -> int:
+                return _randint(generator, high_inclusive)
+
+        frame_boxes, patch_boxes = [], []
+        size = self.patch_size
+        for _ in range(count):
+            frame_boxes.append(_box_rule(height, width, self.frame_scale, self.frame_ratio, uniform, randint))
+            patch_boxes.append([_box_rule(size, size, self.patch_scale, self.patch_ratio, uniform, randint) for _ in range(self.nodes)])
+        if words is not None:
+            words.commit()
+        return torch.tensor(frame_boxes, dtype=torch.int64), torch.tensor(patch_boxes, dtype=torch.int64)
+
+    def resize_frames(self, video: torch.Tensor, frame_boxes: torch.Tensor) -> torch.Tensor:
+        """uint8 frames ``[T, H, W, 3]`` (any device) → their boxes resized to ``[T, 3, S, S]`` in [0, 1].
+
+        One antialiased bilinear interpolation per frame, of the crop only (only the crop is
+        converted to float); runs where ``video`` is.
+        """
+        frames = video.permute(0, 3, 1, 2)
+        resized = []
+        for frame, (top, left, h, w) in zip(frames, frame_boxes.tolist(), strict=True):
+            crop = frame[:, top : top + h, left : left + w].float().div_(255.0)
+            resized.append(resized_crop(crop, (0, 0, h, w), self.frame_size))
+        return torch.stack(resized)
+
+    def prepare(self, frames: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The worker's part with ``augment_on: gpu``: the decoded frames as a uint8 tensor ``[T, H, W, 3]``
+        (no pixel work) with every random box: frame boxes ``[T, 4]``, patch boxes ``[T, N, 4]``."""
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
-        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        height, width = video.shape[2:]
-        resized, boxes = [], []
-        for frame in video:
-            top, left, h, w = random_resized_box(height, width, self.frame_scale, self.frame_ratio, generator)
-            crop = frame[:, top : top + h, left : left + w].float().div_(255.0)  # only the crop is converted
-            resized.append(resized_crop(crop, (0, 0, h, w), self.frame_size))
-            boxes.append([
-                random_resized_box(self.patch_size, self.patch_size, self.patch_scale, self.patch_ratio, generator)
-                for _ in range(self.nodes)
-            ])
-        return torch.stack(resized), torch.tensor(boxes, dtype=torch.int64)
+        frame_boxes, patch_boxes = self.draw_boxes(frames.shape[1], frames.shape[2], frames.shape[0], generator)
+        return torch.from_numpy(np.ascontiguousarray(frames)), frame_boxes, patch_boxes
 
-    def finish(self, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """:meth:`prepare`'s output (optionally with a leading batch dimension) → normalised patches.
+    def finish(
+        self, video: torch.Tensor | Sequence[torch.Tensor], frame_boxes: torch.Tensor, patch_boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`prepare`'s output → normalised patches, on the device ``video`` is on.
 
-        ``[T, 3, S, S]``, ``[T, N, 4]`` → ``[T, N, 3, P, P]``; ``[B, T, …]`` → ``[B, T, N, 3, P, P]``.
+        One clip: ``[T, H, W, 3]``, ``[T, 4]``, ``[T, N, 4]`` → ``[T, N, 3, P, P]``. A batch (what
+        :func:`~methods.crw.data.collate` makes of it): a list of ``B`` clips' frames (clips of
+        different videos differ in size) or a ``[B, T, H, W, 3]`` tensor, with ``[B, T, 4]`` and
+        ``[B, T, N, 4]`` boxes → ``[B, T, N, 3, P, P]``. Each clip comes out exactly as on its own.
         """
-        lead = frames.shape[:-3]
-        frames = frames.reshape(-1, *frames.shape[-3:])
-        # normalising before resampling is the same (bilinear weights sum to 1) on 3x fewer pixels
-        frames = (frames - self.mean.to(frames.device)) / self.std.to(frames.device)
-        patches = cut_patches(frames, boxes.reshape(-1, *boxes.shape[-2:]), self.patch_size, self.patch_stride)
+        if isinstance(video, torch.Tensor) and video.dim() == 4:
+            frames = self.resize_frames(video, frame_boxes)
+            lead: tuple[int, ...] = (frame_boxes.shape[0],)
+        else:
+            frames = torch.cat([self.resize_frames(v, b) for v, b in zip(video, frame_boxes, strict=True)])
+            lead = tuple(frame_boxes.shape[:2])
+        # normalising before resampling is the same (bilinear weights sum to 1) on 3x fewer pixels;
+        # in place: the resized frames are this call's own
+        frames = frames.sub_(self.mean.to(frames.device)).div_(self.std.to(frames.device))
+        patches = cut_patches(frames, patch_boxes.reshape(-1, *patch_boxes.shape[-2:]), self.patch_size, self.patch_stride)
         return patches.reshape(*lead, *patches.shape[1:])
 
     def __call__(self, frames: np.ndarray, generator: torch.Generator) -> torch.Tensor:

@@ -431,14 +431,31 @@ class ClipDataset(torch.utils.data.Dataset):
 def collate(samples: list[tuple[Any, int]]) -> tuple[Any, int]:
     """Stack clips into ``[B, T, N, 3, P, P]`` and add up their decode failures.
 
-    With ``data.augment_on: gpu`` a sample is ``(frames [T, 3, S, S], boxes [T, N, 4])`` and both
-    parts are stacked, for :meth:`~methods.crw.augment.ClipAugment.finish` on the device.
+    With ``data.augment_on: gpu`` a sample is :meth:`~methods.crw.augment.ClipAugment.prepare`'s
+    ``(frames [T, H, W, 3] uint8, frame boxes [T, 4], patch boxes [T, N, 4])``: the boxes are
+    stacked and the frames kept as a list (clips of different videos differ in size), for
+    :meth:`~methods.crw.augment.ClipAugment.finish` on the device.
     """
     failures = sum(s[1] for s in samples)
     first = samples[0][0]
     if isinstance(first, tuple):
-        return tuple(torch.stack([s[0][i] for s in samples]) for i in range(len(first))), failures
-    return torch.stack([s[0] for s in samples]), failures
+        frames = [s[0][0] for s in samples]
+        return (frames, *(_stack_batch([s[0][i] for s in samples]) for i in range(1, len(first)))), failures
+    return _stack_batch([s[0] for s in samples]), failures
+
+
+def _stack_batch(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``; in a DataLoader worker straight into shared memory, as ``default_collate`` does.
+
+    A worker hands its batch to the main process through shared memory: a batch stacked into
+    ordinary memory is copied there once more when it is sent (about 10 MB per ``crw-paper`` clip).
+    """
+    if torch.utils.data.get_worker_info() is None:
+        return torch.stack(tensors)
+    first = tensors[0]
+    storage = first._typed_storage()._new_shared(len(tensors) * first.numel(), device=first.device)
+    out = first.new(storage).resize_(len(tensors), *first.shape)
+    return torch.stack(tensors, out=out)
 
 
 class ShardedClipSampler(torch.utils.data.Sampler):

@@ -279,8 +279,8 @@ def build_model(recipe: dict[str, Any]) -> torch.nn.Module:
 def build_data(recipe: dict[str, Any], roots: list[Path], augment_on_device: bool = False) -> tuple[ClipDataset, ClipIndex]:
     """Index every root (cached), pool their videos, and wrap them in a clip dataset.
 
-    ``augment_on_device``: workers only decode and resize frames (:meth:`ClipAugment.prepare`);
-    the training loop cuts the patches of the whole batch on the device.
+    ``augment_on_device``: workers only decode and draw the random boxes (:meth:`ClipAugment.prepare`);
+    the training loop resizes the frames and cuts the patches of the whole batch on the device.
     """
     cfg = recipe["data"]
     cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
@@ -292,6 +292,18 @@ def build_data(recipe: dict[str, Any], roots: list[Path], augment_on_device: boo
     index = ClipIndex(videos, int(cfg["clip_len"]), cfg["fps"])
     augment = ClipAugment(recipe["augment"])
     return ClipDataset(index, augment.prepare if augment_on_device else augment), index
+
+
+def batch_to_device(batch: Any, augment: ClipAugment, device: torch.device) -> torch.Tensor:
+    """A loader batch → patches ``[B, T, N, 3, P, P]`` on ``device``.
+
+    With ``data.augment_on: gpu`` the batch is the decoded uint8 frames and their boxes
+    (:func:`~methods.crw.data.collate`); the frames are resized and the patches cut here, on the device.
+    """
+    if isinstance(batch, tuple):
+        frames, frame_boxes, patch_boxes = batch
+        return augment.finish([f.to(device, non_blocking=True) for f in frames], frame_boxes, patch_boxes)
+    return batch.to(device, non_blocking=True)
 
 
 def _amp_dtype(recipe: dict[str, Any], device: torch.device) -> torch.dtype | None:
@@ -504,10 +516,7 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     try:
         tick = time.perf_counter()
         for batch, failures in loader:
-            if isinstance(batch, tuple):  # data.augment_on: gpu: resized frames and patch boxes
-                batch = augment.finish(batch[0].to(device, non_blocking=True), batch[1])
-            else:
-                batch = batch.to(device, non_blocking=True)
+            batch = batch_to_device(batch, augment, device)
             _sync(device)
             t_data = time.perf_counter() - tick
             generator = torch.Generator(device=device).manual_seed(mix_seed(seed, step, 2, ctx.rank))
