@@ -121,8 +121,10 @@ def benchmark_loader(recipe: dict[str, Any], video: Path, clips: int = 8, rounds
             "clips_per_cpu_s": r["clips_per_cpu_s"],
             "speedup_per_cpu_s": r["clips_per_cpu_s"] / reference,
             "meets_3x": r["clips_per_cpu_s"] / reference >= 3.0,
+            # paired: the reference's CPU time over this path's in the same round (less exposed to load drift)
+            "speedup_per_cpu_s_by_round": [ref["cpu_s"] / own["cpu_s"] for ref, own in zip(timings["reference"], rows, strict=True)],
         }
-        for name, r in result.items()
+        for (name, r), rows in zip(result.items(), timings.values(), strict=True)
     }
     return {
         "what": "one worker's data pipeline (decode + augment + collate), torch on 1 thread, all paths in one process",
