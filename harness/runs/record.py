@@ -43,6 +43,20 @@ def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
         return None, None
 
 
+def code_state(at_start: tuple[str | None, bool | None], at_end: tuple[str | None, bool | None]) -> tuple[str | None, bool | None]:
+    """Commit and dirty flag of the code a run *ran*: the checkout's state when the run started.
+
+    A run imports its code when it starts; reading git only at the end would name whatever was
+    committed meanwhile (a re-measurement of a record while someone commits beside it). If the
+    checkout changed between start and end, no single clean commit names what ran for certain, so
+    the run counts as dirty.
+    """
+    commit, dirty = at_start
+    if commit is not None and at_end != at_start:
+        return commit, True
+    return commit, dirty
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere): "cpu" alone
     cannot tell a laptop from a server, and runtimes are compared only on the same device."""
@@ -72,8 +86,11 @@ def load_average() -> list[float] | None:
         return None
 
 
-def environment(device: Any) -> dict[str, Any]:
-    """Library versions, device and git state, so a number can be traced to what produced it."""
+def environment(device: Any, git: tuple[str | None, bool | None] | None = None) -> dict[str, Any]:
+    """Library versions, device and git state, so a number can be traced to what produced it.
+
+    ``git``: ``(commit, dirty)`` already settled by the caller (see :func:`code_state`); read now if absent.
+    """
     import numpy
     import torch
 
@@ -83,7 +100,7 @@ def environment(device: Any) -> dict[str, Any]:
         timm_version = timm.__version__
     except ImportError:
         timm_version = None
-    commit, dirty = git_state()
+    commit, dirty = git if git is not None else git_state()
     on_cuda = getattr(device, "type", str(device)) == "cuda"
     return {
         "python": platform.python_version(),

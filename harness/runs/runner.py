@@ -34,7 +34,7 @@ from harness.runs.frames import SequenceReader
 from harness.runs.inputs import check_method_inputs, check_task_settings
 from harness.runs.outdir import RECORD, claim
 from harness.runs.precision import check_precision
-from harness.runs.record import environment, now_iso
+from harness.runs.record import code_state, environment, git_state, now_iso
 from harness.runs.schema import SCHEMA_VERSION, validate_record
 from harness.runs.sharding import Shard, run_sharded
 from harness.runs.state import load_state, save_state
@@ -61,6 +61,7 @@ class Runner:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
+        self.git_at_start = git_state()  # the code this process imported (see record.code_state)
         task_entry = get_task(config.task)
         self.method_entry = get_method(config.method)
         check_method_inputs(config.method, self.method_entry.facts, config.overrides.get("method", {}),
@@ -208,7 +209,7 @@ class Runner:
             "protocol": self.protocol.record(),
             "checkpoint": checkpoint,
             "config": self.resolved,
-            "env": environment(self.device),
+            "env": environment(self.device, code_state(self.git_at_start, git_state())),
             "seed": self.config.seed,
             "data": {"root": str(self.data_root), "sample": self.is_sample, "sequences": self.sequences,
                      "limit": self.config.limit},
