@@ -94,26 +94,11 @@ def random_resized_box(
 
     Ten tries at an area fraction in ``scale`` and a log-uniform aspect ratio in ``ratio``; if
     none fits, a centre crop with the ratio clamped to ``ratio``. Every draw is one torch call on
-    ``generator``; :meth:`ClipAugment.draw_boxes` draws the same numbers in bulk (:func:`_box_rule`)
-    and the tests hold it to this function.
+    ``generator``; :meth:`ClipAugment.draw_boxes` feeds the same rule (:func:`_box_rule`) the same numbers read in
+    bulk, and the tests hold the two to equal boxes and generator states.
     """
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target_area = area * _uniform(generator, *scale)
-        aspect = math.exp(_uniform(generator, *log_ratio))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            return _randint(generator, height - h), _randint(generator, width - w), h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        h, w = height, int(round(height * max(ratio)))
-    else:
-        h, w = height, width
-    return (height - h) // 2, (width - w) // 2, h, w
+    return _box_rule(height, width, scale, ratio, lambda: _uniform(generator, 0.0, 1.0),
+                     lambda high: _randint(generator, high))
 
 
 # -- the same draws in bulk -------------------------------------------------------------------
