@@ -31,3 +31,27 @@ def test_bench_run_writes_a_stage_report(tmp_path, capsys):
     assert report["frames"] == 3 and set(report["stages_ms_per_frame"]) == set(STAGES)
     assert report["projected_s"] > 0 and report["command"][:2] == ["harness", "run"]
     assert report["precision"] == "fp32"
+
+
+def test_every_report_names_the_code_and_load_it_was_measured_with(tmp_path, monkeypatch, capsys):
+    """Whatever a benchmark records itself, the report says which commit (and whether dirty) measured it."""
+    import sys
+    import types
+
+    import harness.cli.bench as bench
+    from harness.perf import BENCHMARKS
+
+    fake = types.ModuleType("fake_bench")
+    fake.add_arguments = lambda parser: parser.add_argument("--n", type=int, default=1)
+    fake.main = lambda args: {"benchmark": "fake", "n": args.n}
+    monkeypatch.setitem(sys.modules, "fake_bench", fake)
+    monkeypatch.setitem(BENCHMARKS, "fake", "fake_bench")
+    states = iter([("a" * 40, False), ("b" * 40, False)])  # committed beside the benchmark while it ran
+    monkeypatch.setattr(bench, "git_state", lambda: next(states))
+    out = tmp_path / "fake.json"
+    assert main(["bench", "fake", "--out", str(out), "--n", "3"]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 3
+    measured = report["measured_with"]
+    assert (measured["git_commit"], measured["git_dirty"]) == ("a" * 40, True)
+    assert measured["cpu_model"] and "load_average_before" in measured and "load_average_after" in measured
