@@ -55,6 +55,10 @@ def test_cached_features_give_the_same_record_metrics(tmp_path, monkeypatch, sin
         assert cached["per_sequence"] == reference["per_sequence"]
         assert cached["per_object"] == reference["per_object"]
     assert reused["protocol"]["hash"] != plain["protocol"]["hash"]
+    # the record says where its features came from: a hit's features time is only a file load
+    assert "feature_cache" not in plain["timing"]
+    assert stored["timing"]["feature_cache"] == {"hits": 0, "misses": 1}
+    assert reused["timing"]["feature_cache"] == again["timing"]["feature_cache"] == {"hits": 1, "misses": 0}
 
 
 def test_key_follows_frames_and_method_options():

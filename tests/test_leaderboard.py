@@ -647,3 +647,12 @@ def test_sweep_reports_are_linked_and_their_cells_never_ranked(board: Path) -> N
     assert '<a href="sweeps/eval-knobs-demo/report.md">eval-knobs-demo</a>' in html
     rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
     assert "sweep-cell" not in {r["method"] for r in rows}
+
+
+def test_runtime_from_cached_features_is_not_compared() -> None:
+    from harness.leaderboard.runtime import ms_per_frame
+
+    stages = {"read": 1.0, "features": 30.0, "propagation": 70.0, "labels": 1.0, "write": 1.0, "score": 1.0}
+    assert ms_per_frame({"stages": stages}) == 100.0
+    assert ms_per_frame({"stages": stages, "feature_cache": {"hits": 0, "misses": 3}}) == 100.0  # all computed
+    assert ms_per_frame({"stages": stages, "feature_cache": {"hits": 1, "misses": 2}}) is None

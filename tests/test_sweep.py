@@ -259,6 +259,7 @@ def test_debug_sweep_writes_four_records_and_a_report_equal_to_them(sweep_setup,
         assert f"| {100 * record['metrics']['J&F-Mean']:.1f} |" in markdown_row
     assert (out / "plot-topk.svg").is_file() and (out / "plot-context.svg").is_file()
     assert len(list((out / "features").rglob("*.pt"))) == 1  # features computed once for the four cells
+    assert sorted(table["features_cached"]) == [False, True, True, True]  # one cell computed, three loaded
     # a rerun skips every current cell
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")}
     assert main(["sweep", str(spec_path), "--out-dir", str(out), "--executor", "debug"]) == 0

@@ -64,7 +64,10 @@ def ms_per_frame(timing: dict[str, Any]) -> float | None:
     """Features + propagation, ms per frame: the method's and the engine's work, without file I/O.
 
     Version-2 records time each stage (``timing.stages``); version 1 recorded the two directly.
+    None when features came from ``--feature-cache`` for any sequence: loading a file is not the method's work.
     """
+    if (timing.get("feature_cache") or {}).get("hits"):
+        return None
     stages = timing.get("stages") or {}
     if "features" in stages and "propagation" in stages:
         return float(stages["features"]) + float(stages["propagation"])

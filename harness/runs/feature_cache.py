@@ -68,17 +68,19 @@ def _load(path: Path, device: torch.device) -> torch.Tensor | None:
     return feats if isinstance(feats, torch.Tensor) else None
 
 
-def cached_features(config: RunConfig, method: Method, frames: np.ndarray) -> torch.Tensor:
-    """``method.features(frames)``, read from ``config.feature_cache`` when it holds them, else computed and stored."""
+def cached_features(config: RunConfig, method: Method, frames: np.ndarray) -> tuple[torch.Tensor, bool | None]:
+    """``(method.features(frames), hit)``: read from ``config.feature_cache`` when it holds them, else
+    computed and stored. ``hit`` is None when no cache is used; the record counts hits, because the
+    ``features`` timing of a hit is only the time to load a file."""
     if not config.feature_cache or config.adapt:
-        return method.features(frames)
+        return method.features(frames), None
     key = cache_key(config, method, frames)
     path = Path(config.feature_cache) / key[:2] / f"{key}.pt"
     if path.is_file():
         feats = _load(path, torch.device(method.device))
         if feats is not None:
-            return feats
+            return feats, True
     feats = method.features(frames)
     with atomic_path(path) as tmp:
         torch.save(feats.detach().cpu(), tmp)
-    return feats
+    return feats, False

@@ -171,7 +171,9 @@ class Runner:
             timing["adapt_s"] = time.perf_counter() - start
         self.warm_up(method, seq.frames)  # cuDNN autotuning of a new frame shape stays out of the timings
         with timer.stage("features"):
-            feats = cached_features(self.config, method, seq.frames)
+            feats, from_cache = cached_features(self.config, method, seq.frames)
+        if from_cache is not None:
+            timing["features_from_cache"] = from_cache
         with timer.stage("propagation"):
             first = self.task.encode(seq, tuple(feats.shape[-2:])).to(device=feats.device, dtype=feats.dtype)
             soft = propagate(feats, first, self.protocol)
@@ -199,6 +201,9 @@ class Runner:
             "peak_rss_mib": peak_rss_mib(),
             "peak_gpu_mib": peak_gpu_mib(self.device),
         }
+        cached = [bool(t["features_from_cache"]) for t in timings.values() if "features_from_cache" in t]
+        if cached:  # --feature-cache: a hit's features time is a file load, not the method's work
+            timing["feature_cache"] = {"hits": sum(cached), "misses": len(cached) - sum(cached)}
         if isinstance(checkpoint, (str, Path)):
             checkpoint = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
         record = {

@@ -104,6 +104,8 @@ class TimingBlock(_Block):
     stages: dict[str, float] | None = None
     wall_s: float | None = None
     model_load_s: float | None = None
+    #: with ``--feature-cache``: sequences whose features were read from the cache (hits) or computed
+    feature_cache: dict[Literal["hits", "misses"], int] | None = None
 
     @field_validator("stages")
     @classmethod

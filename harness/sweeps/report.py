@@ -43,6 +43,8 @@ def gather(spec: SweepSpec, cells: list[Cell], layout: Layout) -> pd.DataFrame:
             row.update(record.get("metrics", {}))
             timing = record.get("timing", {})
             row.update({k: timing.get(k) for k in TIMING_KEYS})
+            if timing.get("feature_cache") is not None:  # records before this key cannot tell
+                row["features_cached"] = timing["feature_cache"].get("hits", 0) > 0
             row["frames"] = timing.get("frames")
             row["protocol_hash"] = record.get("protocol", {}).get("hash")
             row["record"] = str(cell.record.relative_to(layout.root))
@@ -83,7 +85,8 @@ def _markdown(spec: SweepSpec, table: pd.DataFrame, metric_columns: list[str], p
               + (f", sequences {', '.join(spec.sequences)}" if spec.sequences else "")
               + (f", first {spec.limit} sequence(s) only" if spec.limit else "") + ".",
               "Metrics in percent (the CSV beside this file holds the records' fractions); timings in ms per frame "
-              "as the records state them (a cell that read cached features shows the time to load them).", "",
+              "as the records state them (a cell that read cached features, `features_cached` True, shows the time to "
+              "load them).", "",
               _markdown_table(shown), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
