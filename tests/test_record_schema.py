@@ -67,6 +67,8 @@ MALFORMED = [
     (_set("metrics.J&F-Mean", 67.5), "metrics.J&F-Mean: 67.5 is not a fraction", True),
     (_set("metrics.J-Mean", "high"), "metrics.J-Mean", True),
     (_set("timing.frames", -3), "timing.frames", True),
+    (_set("timing.read_wait_ms_per_frame", -1.0), "timing.read_wait_ms_per_frame", True),
+    (_set("timing.feature_cache", {"hits": 1, "hit": 2}), "timing.feature_cache", True),
     (_set("timing.stages", {"read": 1.0, "decode": 2.0}), "unknown stage(s) ['decode']", False),
     (_set("env.load_avg", "busy"), "env.load_avg", True),
     (_set("data.sequences", "blackswan"), "data.sequences", True),

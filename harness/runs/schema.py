@@ -104,6 +104,8 @@ class TimingBlock(_Block):
     stages: dict[str, float] | None = None
     wall_s: float | None = None
     model_load_s: float | None = None
+    #: what the compute still waited for the reading thread (reading runs one sequence ahead)
+    read_wait_ms_per_frame: float | None = Field(default=None, ge=0)
     #: with ``--feature-cache``: sequences whose features were read from the cache (hits) or computed
     feature_cache: dict[Literal["hits", "misses"], int] | None = None
 
