@@ -25,7 +25,6 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.resources import shared_dir, source_root
-from harness.runs.record import cpu_model, git_state
 
 SHARED = shared_dir()
 TARGET_RATIO = 5.0
@@ -138,16 +137,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     ours_s, theirs_s = _summary(ours), _summary(theirs)
     ratio = theirs_s["median_wall_s"] / ours_s["median_wall_s"]
     anchor = reference["anchor_timing_2core_cpu"]
-    commit, dirty = git_state(source_root())
     return {
         "what": "DAVIS-2017 J&F scoring of 30 real val sequences (osvos as GT, rvos-clipped as prediction): "
                 "`harness score --task davis` vs vos_benchmark.benchmark, each a whole process timed from start "
                 "to exit (start-up, imports, reading, scoring), alternating in one invocation",
         "sequences": len(sequences),
-        # the code measured: the child processes import the harness beside this one
-        "code_commit": commit,
-        "code_dirty": dirty,
-        "cpu_model": cpu_model(),
         "vos_benchmark_processes": args.processes,
         "ours_processes": os.cpu_count(),
         "repeats": args.repeats,

@@ -97,8 +97,12 @@ def random_resized_box(
     ``generator``; :meth:`ClipAugment.draw_boxes` feeds the same rule (:func:`_box_rule`) the same numbers read in
     bulk, and the tests hold the two to equal boxes and generator states.
     """
-    return _box_rule(height, width, scale, ratio, lambda: _uniform(generator, 0.0, 1.0),
-                     lambda high: _randint(generator, high))
+    return _box_rule(height, width, scale, ratio, *_per_call_draws(generator))
+
+
+def _per_call_draws(generator: torch.Generator) -> tuple[Callable[[], float], Callable[[int], int]]:
+    """``(uniform, randint)`` for :func:`_box_rule`, each one torch call on ``generator``."""
+    return (lambda: _uniform(generator, 0.0, 1.0)), (lambda high: _randint(generator, high))
 
 
 # -- the same draws in bulk -------------------------------------------------------------------
@@ -303,15 +307,7 @@ class ClipAugment:
         bulk when ``generator`` is a CPU generator and the bulk reader agrees with torch here.
         """
         words = _GeneratorWords(generator) if generator.device.type == "cpu" and _bulk_draws_work() else None
-        if words is not None:
-            uniform, randint = words.uniform, words.randint
-        else:
-            def uniform() -> float:
-                return _uniform(generator, 0.0, 1.0)
-
-            def randint(high_inclusive: int) -> int:
-                return _randint(generator, high_inclusive)
-
+        uniform, randint = (words.uniform, words.randint) if words is not None else _per_call_draws(generator)
         frame_boxes, patch_boxes = [], []
         size = self.patch_size
         for _ in range(count):
