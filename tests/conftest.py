@@ -11,14 +11,35 @@ import torch
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
 
+# Tests that cost minutes, spawn process groups or drive a browser: skipped by plain ``python -m pytest`` so that
+# it answers "does my install / my change work" in minutes; ``--full`` (what .ci/run passes) runs them too.
+OPT_IN = {
+    "slow": "minutes of compute on 2 CPU cores",
+    "multiprocess": "launches torchrun/DDP ranks or sweep workers",
+    "browser": "lays pages out in headless Chromium",
+}
+# A hang fails after this long instead of eating CI's time; opt-in tests get their own, longer limit.
+OPT_IN_TIMEOUT_S = 1800
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help=f"also run the tests marked {', '.join(OPT_IN)} (.ci/run does)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``@pytest.mark.gpu`` tests skip, saying why, where no CUDA device is (``-m "not gpu"`` deselects them)."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="marked gpu: needs a CUDA device, none is available")
+    """Opt-in tests skip by default naming ``--full``; ``gpu`` tests skip, saying why, where no CUDA device is."""
+    full = config.getoption("--full")
+    cuda = torch.cuda.is_available()
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        marks = [name for name in OPT_IN if name in item.keywords]
+        if marks and not full:
+            why = "; ".join(f"{name}: {OPT_IN[name]}" for name in marks)
+            item.add_marker(pytest.mark.skip(reason=f"marked {why} — run with --full (as .ci/run does)"))
+        elif marks and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(OPT_IN_TIMEOUT_S))
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="marked gpu: needs a CUDA device, none is available"))
 
 
 @pytest.fixture(scope="session")

@@ -147,6 +147,7 @@ def test_recipes_resolve_and_reject_typos() -> None:
         load_recipe("crw-paper", ["data.clip_len=2"])
 
 
+@pytest.mark.multiprocess
 def test_ddp_matches_averaged_per_rank_gradients(videos: Path, tmp_path: Path) -> None:
     """Two gloo ranks under torchrun == one process running each rank's shard and averaging gradients."""
     recipe_path = _recipe_file(tmp_path, edge_dropout=0.0)

@@ -387,6 +387,7 @@ def test_reported_yaml_errors_name_the_entry(tmp_path: Path, edit, message: str)
     assert str(path) in str(info.value)
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_html_renders_headless_in_chromium(board: Path) -> None:
     out = board / "out"
@@ -612,6 +613,7 @@ def _boxes(html_path: Path, profile: Path) -> dict[str, list[float]]:
     return json.loads(html_module.unescape(match.group(1)))
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
 @pytest.mark.parametrize("records", ["fixture", "committed"])
 def test_summary_and_primary_metric_are_in_the_first_screen_at_1440x900(records: str, board: Path) -> None:

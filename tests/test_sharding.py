@@ -72,6 +72,7 @@ def _check_folder(out_dir: Path, sequences: list[str]) -> None:
         assert f".state/{name}.json" in manifest["files"]
 
 
+@pytest.mark.multiprocess
 def test_two_rank_gloo_run_equals_one_rank_run_small(tmp_path):
     root = small_davis_root(tmp_path / "davis", frames=4)
     args = ["--method", "pixels", "--task", "davis", "--data-root", str(root)]
@@ -82,6 +83,7 @@ def test_two_rank_gloo_run_equals_one_rank_run_small(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.timeout(3600)  # two full 480p runs of 80 frames each on a shared 2-core machine
 def test_two_rank_gloo_run_equals_one_rank_run_on_the_sample(tmp_path):
     """The two shipped sample sequences, 40 frames each at 480p."""

@@ -294,6 +294,7 @@ def test_failing_cell_is_reported_and_the_others_finish(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_killed_local_sweep_reruns_only_missing_cells(sweep_setup):
     spec_path, out = sweep_setup
     command = [sys.executable, "-m", "harness", "sweep", str(spec_path), "--out-dir", str(out),
