@@ -33,6 +33,7 @@ from torch import nn
 from harness.errors import CheckpointError, HarnessError, MethodError
 from harness.io import sha256_file
 from harness.method import Method, count_parameters
+from harness.safe_load import load_weights_only
 
 CRW_SUFFIX = "@crw"
 CRW_LEVEL = "layer3"
@@ -156,15 +157,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or pickled-object file: the user's to fix, not a bug
-        raise CheckpointError(f"weights file {path}: cannot be read as a state dict ({err})") from err
+        except Exception as err:  # a corrupt file: the user's to fix, not a bug
+            raise CheckpointError(f"weights file {path}: cannot be read as a state dict ({err})") from err
+    else:
+        state = load_weights_only(path, "weights file")
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
