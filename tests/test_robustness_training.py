@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from harness.errors import HarnessError
+from tests.test_crw_train_eval import SEQUENCE, davis_root  # noqa: F401  (the fixture is used by name)
 
 TINY = {
     "base": "crw-cpu-demo",
@@ -101,3 +102,81 @@ def test_resume_refuses_training_videos_that_changed(videos: Path, tmp_path: Pat
     train(recipe, TrainOptions(data=[data], out_dir=out, max_steps=3, device="cpu", progress=False, resume=True))
     assert "cannot be verified" in caplog.text
     assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["step"] == 3
+
+
+# -- 5. a file that cannot be loaded safely is named as such ------------------------------------
+
+
+class _RunsCode:
+    ran = False
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (setattr, (_RunsCode, "ran", True))
+
+
+def test_unsafe_weight_files_are_named_and_never_get_unsafe_advice(
+    videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from harness.cli import main as cli
+    from methods.crw.checkpoint import read_checkpoint
+    from methods.crw.model import CRWNet
+    from methods.crw.train import CHECKPOINT_NAME, TrainOptions, train
+    from methods.timm_models.features import read_state_dict
+
+    plain = tmp_path / "weights.pkl"
+    with open(plain, "wb") as handle:  # a state dict pickled by hand: not a torch.save file
+        pickle.dump({k: v.numpy() for k, v in CRWNet().state_dict().items()}, handle)
+    hostile = tmp_path / "hostile.pt"  # a torch file holding an object that would run code
+    torch.save({"model": CRWNet().state_dict(), "extra": _RunsCode()}, hostile)
+
+    def refused(call) -> str:  # type: ignore[no-untyped-def]
+        with pytest.raises(HarnessError) as err:
+            call()
+        return str(err.value)
+
+    for path in (plain, hostile):
+        for flag, method in (("--checkpoint", "crw"), ("--weights", "timm:resnet18")):
+            code = cli(["run", "--method", method, "--task", "davis", flag, str(path), "--device", "cpu", "--limit", "1",
+                        "--out-dir", str(tmp_path / f"out-{path.stem}-{flag[2:]}")])
+            err = capsys.readouterr().err
+            assert code == 2 and str(path) in err and "loaded safely" in err, err
+            assert "weights_only" not in err and "add_safe_globals" not in err, err
+        messages = [refused(lambda p=path: read_checkpoint(p)), refused(lambda p=path: read_state_dict(p))]
+        assert all("loaded safely" in m and "weights_only" not in m for m in messages), messages
+    assert "plain Python pickle" in refused(lambda: read_checkpoint(plain))
+    assert not _RunsCode.ran
+
+    # the same for a training checkpoint that --resume reads
+    recipe = _recipe(tmp_path)
+    out = tmp_path / "train"
+    out.mkdir()
+    shutil.copy(plain, out / CHECKPOINT_NAME)
+    message = refused(lambda: train(recipe, TrainOptions(data=[videos], out_dir=out, max_steps=1, device="cpu",
+                                                         progress=False, resume=True)))
+    assert "plain Python pickle" in message and "weights_only" not in message
+
+
+# -- 4. evaluation while training names the data it evaluated on -------------------------------
+
+
+def test_eval_every_labels_the_data_it_really_used(videos: Path, davis_root: Path, tmp_path: Path,  # noqa: F811
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A user's --eval-data-root (here: real DAVIS frames, 1 sequence) is not called the shipped sample."""
+    import json
+
+    from methods.crw.train import LOG_NAME, TrainOptions, train
+    from methods.crw.train_eval import CURVE_NAME, EvalOptions
+
+    out = tmp_path / "run"
+    caplog.set_level("INFO")
+    evaluate = EvalOptions(every=1, data_root=str(davis_root), sequences=[SEQUENCE], device="cpu")
+    train(_recipe(tmp_path), TrainOptions(data=[videos], out_dir=out, max_steps=1, device="cpu", progress=False,
+                                          evaluate=evaluate))
+    entry = next(e for e in map(json.loads, (out / LOG_NAME).read_text().splitlines()) if e.get("kind") == "eval")
+    progress = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("step 1:"))
+    curve = (out / CURVE_NAME).read_text()
+    # identified from the sequence name and object count: 1 of DAVIS-2017 val's 30 sequences
+    for text in (progress, curve, entry["data"]["label"]):
+        assert "shipped sample" not in text, text
+        assert "DAVIS-2017 val, 1 of 30 sequences" in text, text
+    assert "smoke: 1 of 30 sequences" in progress
