@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -180,3 +181,51 @@ def test_eval_every_labels_the_data_it_really_used(videos: Path, davis_root: Pat
         assert "shipped sample" not in text, text
         assert "DAVIS-2017 val, 1 of 30 sequences" in text, text
     assert "smoke: 1 of 30 sequences" in progress
+
+
+# -- 3. sweep settings are checked before any cell runs; the sweep folder follows `run` -------
+
+
+def _sweep_spec(path: Path, grid: dict, **extra) -> Path:
+    spec = {"name": "checked", "task": "davis", "data_root": str(path.parent / "no-data-needed"), "device": "cpu",
+            "grid": grid, **extra}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("grid, extra, expected", [
+    ({"method": ["pixels"], "protocol.topkk": [5, 10]}, {}, "grid axis 'protocol.topkk'.*Did you mean protocol.topk\\?"),
+    ({"method": ["pixels"], "protocol.topk": [5]}, {"set": {"protocol.radiuss": 8}}, "set key 'protocol.radiuss'.*Did you mean protocol.radius\\?"),
+    ({"method": ["pixels"], "task.splt": ["val"]}, {}, "grid axis 'task.splt'.*Did you mean task.split\\?"),
+    ({"method": ["random-resnet18"], "method.sed": [0, 1]}, {}, "grid axis 'method.sed'.*Did you mean method.seed\\?"),
+    ({"method": ["pixels"], "protocol.topk": [5, 0]}, {}, "protocol.topk must be >= 1"),
+    ({"recipe.loss.edge_dropot": [0.1]}, {"train": {"method": "crw", "recipe": "crw-cpu-demo", "data": "."}},
+     "edge_dropot.*Did you mean: loss.edge_dropout"),
+])
+def test_sweep_settings_no_cell_could_run_with_fail_the_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               grid: dict, extra: dict, expected: str) -> None:
+    from harness.cli import main as cli
+
+    spec = _sweep_spec(tmp_path / "spec.yaml", grid, **extra)
+    assert cli(["sweep", str(spec), "--dry-run", "--out-dir", str(tmp_path / "sweep")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(expected, err), err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_folder_follows_the_results_root_of_run(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.cli import main as cli
+
+    spec = _sweep_spec(tmp_path / "spec.yaml", {"method": ["pixels"], "protocol.topk": [5, 10]})
+    elsewhere = tmp_path / "somewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("HARNESS_RESULTS", raising=False)
+    for extra, env, expected in (([], None, elsewhere / "results"),
+                                 ([], tmp_path / "env-results", tmp_path / "env-results"),
+                                 (["--results-dir", str(tmp_path / "flag")], tmp_path / "env-results", tmp_path / "flag")):
+        if env is not None:
+            monkeypatch.setenv("HARNESS_RESULTS", str(env))
+        assert cli(["sweep", str(spec), "--dry-run", *extra]) == 0
+        assert f"2 cells in {expected / 'sweeps' / 'checked'}\n" in capsys.readouterr().err
