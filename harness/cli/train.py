@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--max-steps", type=positive_int, metavar="N", help="stop after this many steps in all (the LR schedule is unchanged)")
     how.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt exactly where it stopped")
     how.add_argument("--force", action="store_true", help="start over even if --out-dir holds a checkpoint")
+    how.add_argument("--allow-data-change", action="store_true",
+                     help="with --resume: continue although the training videos changed (recorded in the checkpoint)")
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -76,9 +78,12 @@ def main(args: argparse.Namespace) -> int:
         )
     elif any(v is not None for v in (args.eval_data_root, args.eval_sequences, args.eval_limit)):
         raise HarnessError("--eval-data-root/--eval-sequences/--eval-limit need --eval-every N")
+    if args.allow_data_change and not args.resume:
+        raise HarnessError("--allow-data-change only applies with --resume")
     options = trainer.TrainOptions(
         data=args.data, out_dir=args.out_dir, max_steps=args.max_steps, resume=args.resume,
         device=args.device, progress=not args.no_progress, force=args.force, evaluate=evaluate,
+        allow_data_change=args.allow_data_change,
     )
     final = trainer.train(recipe, options)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first rank prints the path

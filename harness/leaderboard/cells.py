@@ -87,12 +87,20 @@ def _rank(row: pd.Series) -> tuple[str, float | None]:
     return (MISSING, None) if is_missing(value) else (str(int(value)), float(value))
 
 
-def method_label(row: pd.Series) -> str:
-    """``method [variant]``, ‡ when the record came from uncommitted code, and the task that read the
-    data when it is not the task of the dataset's own section."""
+def run_name(row: pd.Series) -> str:
+    """``method [variant] · weights``: which network, and what its weights are (random init, ImageNet-1k,
+    a checkpoint), so that a random network is never read as the pretrained one of the same name."""
     label = str(row["method"])
     if row.get("variant"):
         label += f" [{row['variant']}]"
+    weights = row.get("weights")
+    return label + (f" · {weights}" if isinstance(weights, str) and weights else "")
+
+
+def method_label(row: pd.Series) -> str:
+    """:func:`run_name`, ‡ when the record came from uncommitted code, and the task that read the
+    data when it is not the task of the dataset's own section."""
+    label = run_name(row)
     label += DIRTY_CODE if row.get("dirty") else ""
     if row.get("kind") == "reproduced" and row.get("home_task") and row.get("task") != row.get("home_task"):
         label += f" (via --task {row['task']})"  # e.g. DAVIS-2016 sequences read by the 2017 task

@@ -27,7 +27,7 @@ from harness.leaderboard.document import GENERATED_PREFIX, INTRO, Leaderboard
 
 CSV_LEADING = [
     "kind", "section", "dataset", "smoke", "smoke_reasons", "task", "protocol", "protocol_hash", "protocol_group",
-    "data", "sequences", "rank", "method", "variant", "backbone", "parameters", "pretraining", "checkpoint",
+    "data", "sequences", "rank", "method", "variant", "weights", "backbone", "parameters", "pretraining", "checkpoint",
     "checkpoint_sha256",
 ]  # fmt: skip
 CSV_TRAILING = [

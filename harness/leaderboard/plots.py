@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from harness.leaderboard.cells import is_missing
+from harness.leaderboard.cells import is_missing, run_name
 from harness.leaderboard.spec import TaskSpec
 from harness.leaderboard.table import Group
 
@@ -47,10 +47,10 @@ def group_label(group: Group) -> str:
 
 
 def run_labels(frame: pd.DataFrame) -> list[str]:
-    """``method [variant]``; runs that would share a label get the first of checkpoint, task read,
+    """``method [variant] · weights``; runs that would share a label get the first of checkpoint, task read,
     commit that tells them apart (a row number as the last resort)."""
     rows = [row for _, row in frame.iterrows()]
-    base = [str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "") for row in rows]
+    base = [run_name(row) for row in rows]
     labels = []
     for i, (label, row) in enumerate(zip(base, rows, strict=True)):
         twins = [r for b, r in zip(base, rows, strict=True) if b == label]

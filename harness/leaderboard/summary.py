@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.leaderboard.cells import run_name
+
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed: regenerating the leaderboard from the same records gives the same intervals
 
@@ -128,7 +130,7 @@ def section_summary(
     else:
         best = ranked.sort_values("primary_value", ascending=False, kind="mergesort").iloc[0]
         family = str(best["protocol"])
-        label = str(best["method"]) + (f" [{best['variant']}]" if best.get("variant") else "")
+        label = run_name(best)
         best_text = f"{label} ({best['protocol']} · {best['protocol_hash']})"
         score = f"{best['primary_value']:.1f}"
         sequences = str(best["dataset"]).split(", ", 1)[-1]
@@ -140,7 +142,7 @@ def section_summary(
             second = peers.sort_values("primary_value", ascending=False, kind="mergesort").iloc[0]
             gap = run_gap(sequence_values(per_sequence.get(best["record"]), primary),
                           sequence_values(per_sequence.get(second["record"]), primary))
-            name = str(second["method"]) + (f" [{second['variant']}]" if second.get("variant") else "")
+            name = run_name(second)
             lead = f"{gap.text()} ahead of {name}" if gap else f"ahead of {name} (no shared per-sequence scores)"
     published_row = best_published(reported, primary, family)
     group = _family_group(reported, family)

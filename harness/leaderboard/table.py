@@ -57,6 +57,34 @@ def _pretraining_label(value: Any) -> str:
              f"by {value['source']}" if value.get("source") else ""]
     return ", ".join(p for p in parts if p) or "see record"
 
+def weights_label(pretraining: Any, checkpoint: dict[str, Any] | None) -> str:
+    """What a run's network started from, in a few words for its method label: ``random init``,
+    ``ImageNet-1k``, the checkpoint's file name, another hub tag; empty for methods with no weights.
+
+    Read from the record's ``pretraining`` text, so records written before a method refused missing
+    weights (``random init (hub unreachable, seed 0)``) are labelled by what they really ran.
+    """
+    name = Path(str((checkpoint or {}).get("path") or "")).name
+    if isinstance(pretraining, dict):  # trained by the harness or imported: the checkpoint it came from
+        return name or _pretraining_label(pretraining)
+    text = str(pretraining or "").strip()
+    if not text or text == "none":
+        return ""
+    if "random init" in text:
+        return "random init"
+    if text.startswith("timm hub "):
+        tag = text.removeprefix("timm hub ").split(" ", 1)[0]
+        for marks, label in ((("in1k",), "ImageNet-1k"), (("in21k", "in22k"), "ImageNet-21k")):
+            if any(mark in tag.rpartition(".")[2] for mark in marks):
+                return label
+        return f"hub {tag}"
+    if text.startswith("ImageNet"):
+        return text.split(" (", 1)[0]
+    if text.startswith("weights file "):
+        return name or Path(text.removeprefix("weights file ")).name
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _relpath(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
@@ -180,6 +208,7 @@ def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> di
         "backbone": info.get("backbone") or "",
         "parameters": info.get("parameters"),
         "pretraining": _pretraining_label(info.get("pretraining")),
+        "weights": weights_label(info.get("pretraining"), record.get("checkpoint")),
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha,
         "primary_metric": spec.primary,

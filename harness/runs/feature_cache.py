@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from harness.config import RunConfig
+from harness.errors import CheckpointError
 from harness.io import atomic_path, sha256_file
 from harness.method import Method
+from harness.safe_load import load_weights_only
 
 KEY_VERSION = 1  # bump when the key's ingredients change
 
@@ -61,9 +63,9 @@ def cache_key(config: RunConfig, method: Method, frames: np.ndarray) -> str:
 
 def _load(path: Path, device: torch.device) -> torch.Tensor | None:
     try:
-        feats = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a truncated or foreign file is a miss, never a wrong result
-        print(f"feature cache: ignoring unreadable {path} ({err}); recomputing", file=sys.stderr)
+        feats = load_weights_only(path, "cached features", map_location=device)
+    except CheckpointError as err:  # a truncated or foreign file is a miss, never a wrong result
+        print(f"feature cache: ignoring it ({err}); recomputing", file=sys.stderr)
         return None
     return feats if isinstance(feats, torch.Tensor) else None
 

@@ -14,11 +14,10 @@ from typing import Any
 
 from harness.errors import CheckpointError, HarnessError
 from harness.facts import MethodFacts
+from harness.safe_load import file_kind, refusal
 
 #: flags that fill method-config keys (RunConfig.method_config)
 WEIGHT_FLAGS = {"checkpoint": "--checkpoint", "weights": "--weights"}
-#: first bytes of files torch.load or safetensors can read: zip (torch >= 1.6), pickle protocol >= 2 (legacy)
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 _SNIFF = 64
 
 
@@ -68,8 +67,11 @@ def check_weights_file(path: str | Path, flag: str) -> None:
         raise CheckpointError(f"{flag} {path}: cannot read it ({err.strerror or err})") from err
     if not head:
         raise CheckpointError(f"{flag} {path} is empty (0 bytes): not a checkpoint; was it written completely?")
-    if head.startswith(_TORCH_MAGIC) or _is_safetensors(head):
+    kind = file_kind(path)
+    if kind == "torch" or _is_safetensors(head):
         return
+    if kind == "pickle":
+        raise CheckpointError(refusal(path, flag, kind))
     text = head.decode("utf-8", "ignore")  # a multi-byte character cut at the end is dropped
     if len(text.encode()) >= len(head) - 3 and all(c.isprintable() or c in "\n\r\t" for c in text):
         first = (text.splitlines() or [""])[0][:40]

@@ -2,7 +2,7 @@
 training sweeps) with its own output folder, so resume, hashes and records work exactly as for a
 hand-typed command.
 
-Layout of a sweep folder (``results/sweeps/<name>/`` by default)::
+Layout of a sweep folder (``<results root>/sweeps/<name>/`` by default, the root as ``harness run`` picks it)::
 
     <cell-id>/            the cell's `harness run --out-dir` (record.json, predictions)
     training/<cell-id>/   the cell's `harness train --out-dir` (training sweeps)
@@ -85,7 +85,7 @@ class Cell:
         return [args for args in (self.train_args, self.run_args) if args is not None]
 
 
-def _value_arg(value: Any) -> str:
+def value_arg(value: Any) -> str:
     """A ``--set`` value as YAML reads it back (strings as is, everything else as JSON, which is YAML)."""
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -125,7 +125,7 @@ def _label(key: str, value: Any) -> str:
         return "default" if value is None else Path(value).stem
     if key in ("method", "task"):
         return _safe(str(value))
-    return f"{_safe(key.split('.')[-1])}-{_safe(_value_arg(value))}"
+    return f"{_safe(key.split('.')[-1])}-{_safe(value_arg(value))}"
 
 
 def expand(spec: SweepSpec, root: Path) -> list[Cell]:
@@ -169,7 +169,7 @@ def _cell(spec: SweepSpec, layout: Layout, cell_id: str, point: dict[str, Any]) 
         if spec.train.get("max_steps"):
             train_args += ["--max-steps", str(spec.train["max_steps"])]
         for key, value in recipe_sets.items():
-            train_args += ["--set", f"{key}={_value_arg(value)}"]
+            train_args += ["--set", f"{key}={value_arg(value)}"]
         params.setdefault("method", method)
     else:
         method = point["method"]
@@ -185,7 +185,7 @@ def _cell(spec: SweepSpec, layout: Layout, cell_id: str, point: dict[str, Any]) 
         run_args += ["--checkpoint", checkpoint]
     for key, value in sets.items():
         if not key.startswith(RECIPE_PREFIX):
-            run_args += ["--set", f"{key}={_value_arg(value)}"]
+            run_args += ["--set", f"{key}={value_arg(value)}"]
     run_args += ["--device", spec.device, "--out-dir", str(layout.cell_dir(cell_id))]
     if spec.feature_cache:
         run_args += ["--feature-cache", str(layout.features)]

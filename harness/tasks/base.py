@@ -84,8 +84,10 @@ class Task(ABC):
     def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
         """Score a folder of written predictions (``harness score``); same blocks as :meth:`aggregate`."""
 
-    def protocol_defaults(self, family: str) -> dict[str, Any]:
-        """Task options that belong in the protocol hash for ``family`` (e.g. JHMDB visibility)."""
+    @classmethod
+    def protocol_defaults(cls, family: str) -> dict[str, Any]:
+        """Task options that belong in the protocol hash for ``family`` (e.g. JHMDB visibility); a class
+        method, so that a sweep checks its ``protocol.*`` keys without reading any data."""
         return {}
 
     def visualize(self, seq: Sequence, prediction: Any, out_dir: Path) -> Path | None:

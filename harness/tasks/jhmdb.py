@@ -158,7 +158,8 @@ class JhmdbTask(Task):
                 raise DataError(f"{folder} is missing.\n{self.layout_help}")
 
     # -- options -----------------------------------------------------------------------------
-    def protocol_defaults(self, family: str) -> dict[str, Any]:
+    @classmethod
+    def protocol_defaults(cls, family: str) -> dict[str, Any]:
         return {VISIBILITY_OPTION: "pred"}
 
     def visibility(self) -> str:

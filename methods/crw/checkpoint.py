@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 
 from harness.errors import CheckpointError
 from harness.io import atomic_path, sha256_file
+from harness.safe_load import load_weights_only
 
 TRAINING_ONLY_PREFIXES = ("encoder.layer4.", "head.")
 ORIGINAL_ENCODER_PREFIX = "encoder.model."
@@ -84,14 +84,7 @@ class CRWCheckpoint:
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {path} with torch.load(weights_only=True) (only tensors, plain "
-            f"containers and argparse.Namespace are allowed): {str(err).splitlines()[0]}"
-        ) from err
+    return load_weights_only(path, "checkpoint", allowed=[argparse.Namespace])
 
 
 def _tensor_dict(value: Any, path: Path, what: str) -> dict[str, torch.Tensor]:

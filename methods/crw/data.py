@@ -34,7 +34,7 @@ from natsort import natsorted
 from torch.utils.data import default_collate
 
 from harness.errors import DataError
-from harness.io import atomic_write_json
+from harness.io import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class VideoEntry:
     kind: str  # "file" or "frames"
     fps: float
     pts: tuple[int, ...]
+    #: bytes of the file (frame folders: of all their images) and their sha256 (:func:`content_sha256`)
+    size: int = 0
+    sha256: str = ""
 
     @property
     def num_frames(self) -> int:
@@ -116,6 +119,28 @@ def discover(root: Path) -> dict[str, tuple[str, dict[str, int]]]:
                 path = here / name
                 found[path.relative_to(root).as_posix()] = ("file", _stat_key(path))
     return found
+
+
+def content_key(path: Path, kind: str) -> dict[str, int]:
+    """What a cached content hash is valid for: size, mtime and ctime (a rewrite that keeps size and
+    mtime, as ``cp -p`` does, still changes ctime), summed or maxed over a frame folder's images."""
+    files = frame_files(path) if kind == "frames" else [path]
+    stats = [f.stat() for f in files]
+    return {"size": sum(s.st_size for s in stats), "mtime_ns": max(s.st_mtime_ns for s in stats),
+            "ctime_ns": max(s.st_ctime_ns for s in stats), "count": len(stats)}
+
+
+def content_sha256(path: Path, kind: str) -> str:
+    """sha256 of a video file's bytes; of a frame folder, over each image's name and bytes in frame order."""
+    if kind != "frames":
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for frame in frame_files(path):
+        digest.update(f"{frame.name}\0{frame.stat().st_size}\0".encode())
+        with open(frame, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -187,7 +212,7 @@ def index_videos(
     for rel, (kind, signature) in found.items():
         old = cached.get(rel)
         if old is not None and old.get("kind") == kind and old.get("signature") == signature:
-            fresh[rel] = old
+            fresh[rel] = _with_content_hash(old, root / rel)
             stats.reused += 1
             continue
         path = root / rel
@@ -200,7 +225,7 @@ def index_videos(
                 log.warning("skipping unreadable video: %s", err)
                 entry = {"kind": kind, "signature": signature, "error": str(err)}
                 stats.failed += 1
-        fresh[rel] = entry
+        fresh[rel] = _with_content_hash(entry, path)
         stats.indexed += 1
     if fresh != cached:
         atomic_write_json(cache_file, {"version": INDEX_VERSION, "root": str(root), "videos": fresh})
@@ -211,6 +236,8 @@ def index_videos(
             kind=e["kind"],
             fps=float(e["fps"]) if e["fps"] is not None else float(frame_folder_fps or 0.0),
             pts=_unpack_pts(e["pts"]),
+            size=int(e["content"]["key"]["size"]),
+            sha256=str(e["content"]["sha256"]),
         )
         for rel, e in natsorted(fresh.items(), key=lambda kv: kv[0])
         if "error" not in e
@@ -218,6 +245,22 @@ def index_videos(
     if not videos:
         raise DataError(f"no readable video files ({', '.join(VIDEO_EXTENSIONS)}) or frame folders under {root}")
     return videos, stats
+
+
+def _with_content_hash(entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``entry`` with the sha256 of the video's content, reused while :func:`content_key` is unchanged.
+
+    Training provenance (:mod:`methods.crw.provenance`) compares these hashes, so a video replaced by
+    another of the same size is noticed; hashing costs one read of each new or changed video, about
+    what indexing it costs already. Unreadable videos are not hashed (they are not trained on).
+    """
+    if "error" in entry:
+        return entry
+    key = content_key(path, entry["kind"])
+    known = entry.get("content")
+    if isinstance(known, dict) and known.get("key") == key:
+        return entry
+    return {**entry, "content": {"key": key, "sha256": content_sha256(path, entry["kind"])}}
 
 
 def _read_cache(cache_file: Path, root: Path) -> dict[str, Any]:

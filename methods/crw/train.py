@@ -37,6 +37,7 @@ from harness.device import pick_device
 from harness.device import sync as _sync
 from harness.errors import CheckpointError, HarnessError
 from harness.io import atomic_path, atomic_write_text, read_yaml
+from harness.safe_load import load_weights_only
 from methods.crw.acceleration import StepForward, resolve_switch, use_channels_last
 from methods.crw.augment import ClipAugment, grid_nodes
 from methods.crw.data import (
@@ -47,6 +48,7 @@ from methods.crw.data import (
     index_videos,
     mix_seed,
 )
+from methods.crw.provenance import check_training_data, data_fingerprint
 from methods.crw.train_eval import CURVE_NAME, EvalOptions, draw_curve, evaluate_step, evaluated_steps
 
 log = logging.getLogger(__name__)
@@ -266,6 +268,8 @@ class TrainOptions:
     device: str = "auto"
     progress: bool = True
     force: bool = False
+    #: ``--allow-data-change``: resume although the training videos differ from the checkpoint's
+    allow_data_change: bool = False
     #: ``--eval-every``: evaluate eval/step-<N>/crw-eval.pt through the runner every N steps and at the end
     evaluate: EvalOptions | None = None
 
@@ -362,13 +366,17 @@ def _restore(
     scaler: torch.amp.GradScaler,
     ctx: Dist,
     steps_per_epoch: int,
-) -> int:
-    """Load a training checkpoint into the run's objects and this rank's RNG state; returns its step."""
-    state = torch.load(ckpt_path, map_location=next(model.parameters()).device, weights_only=True)
+    fingerprint: dict[str, Any],
+    allow_data_change: bool,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Load a training checkpoint into the run's objects and this rank's RNG state; returns its step and
+    the training-data changes it has seen (:func:`~methods.crw.provenance.check_training_data`)."""
+    state = load_weights_only(ckpt_path, "--resume: training checkpoint", map_location=next(model.parameters()).device)
     missing = {"model", "optimizer", "scheduler", "step", "recipe", "rng", "world_size"} - state.keys()
     if missing:
         raise CheckpointError(f"{ckpt_path}: cannot resume, missing keys {sorted(missing)}")
     _check_resumable(state["recipe"], recipe, ckpt_path)
+    history = check_training_data(state, fingerprint, allow_data_change, ckpt_path, int(state["step"]))
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -388,7 +396,7 @@ def _restore(
             "resuming a %d-rank run on %d ranks: clips are re-sharded, so batches differ from the original run",
             state["world_size"], ctx.world_size,
         )
-    return int(state["step"])
+    return int(state["step"]), history
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -419,6 +427,7 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
     dataset, index = build_data(recipe, options.data, augment_on_device)
     if ctx.world_size > 1 and ctx.main:
         dist.barrier()
+    fingerprint = data_fingerprint(options.data, index.videos)
     probe = ShardedClipSampler(index, int(recipe["data"]["clips_per_video"]), local_batch, seed, ctx.rank, ctx.world_size)
     steps_per_epoch = probe.steps_per_epoch
     total_steps = int(optim_cfg["epochs"]) * steps_per_epoch
@@ -439,10 +448,12 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
         use_channels_last(model)
 
     start_step = 0
+    data_history: list[dict[str, Any]] = []
     ckpt_path = out_dir / CHECKPOINT_NAME
     log_path = out_dir / LOG_NAME
     if options.resume and ckpt_path.is_file():
-        start_step = _restore(ckpt_path, recipe, model, optimizer, scheduler, scaler, ctx, steps_per_epoch)
+        start_step, data_history = _restore(ckpt_path, recipe, model, optimizer, scheduler, scaler, ctx,
+                                            steps_per_epoch, fingerprint, options.allow_data_change)
         if ctx.main:
             _truncate_log(log_path, start_step)
             log.info("resumed from %s at step %d", ckpt_path, start_step)
@@ -491,6 +502,8 @@ def train(recipe: dict[str, Any], options: TrainOptions) -> Path:
                     "sampler": {"epoch": step // steps_per_epoch, "batch": step % steps_per_epoch,
                                 "steps_per_epoch": steps_per_epoch, "seed": seed},
                     "data": [str(Path(p).resolve()) for p in options.data],
+                    "data_fingerprint": fingerprint,
+                    "data_changes": data_history,
                 },
             )
 

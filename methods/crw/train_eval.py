@@ -4,8 +4,9 @@ Every N steps and at the end, the evaluation-only checkpoint of the current weig
 ``<out-dir>/eval/step-<N>/crw-eval.pt`` and evaluated by the ordinary runner
 (:func:`harness.runs.runner.run` with a :class:`~harness.config.RunConfig`), so the score and the
 protocol hash are those ``harness run --method crw --checkpoint eval/step-<N>/crw-eval.pt`` gives on
-the same data. Without ``--eval-data-root`` that is the shipped sample: a smoke number, and the
-entry says so (the record's ``smoke`` flag). Each evaluation appends one ``{"kind": "eval", …}``
+the same data. Without ``--eval-data-root`` that is the shipped sample: a smoke number. Each entry
+names its data as the leaderboard would (the identified split, else the folder) and says why its
+number is a smoke number, if it is. Each evaluation appends one ``{"kind": "eval", …}``
 line to ``metrics.jsonl`` and redraws ``curve.svg`` (the task's main score and the training cycle
 accuracy against step) beside the checkpoints.
 
@@ -105,10 +106,24 @@ def evaluate_step(
         "record": str(record_path.resolve().relative_to(out_dir)),
         "timing": {"wall_s": wall_s, "run_timing": record.get("timing", {})},
     }
-    label = " (smoke: shipped sample)" if entry["smoke"] else ""
-    log.info("step %d: %s %s = %.4f on %s%s (%.1f s)", step, record["task"], primary, entry["score"] or float("nan"),
-             ",".join(entry["data"]["sequences"]), label, wall_s)
+    entry["data"]["label"] = data_label(record)
+    log.info("step %d: %s %s = %.4f on %s (%s) (%.1f s)", step, record["task"], primary, entry["score"] or float("nan"),
+             ",".join(entry["data"]["sequences"]), entry["data"]["label"], wall_s)
     return entry
+
+
+def data_label(record: dict[str, Any]) -> str:
+    """What the evaluation data is: the identified split (``DAVIS-2017 val, 1 of 30 sequences``), else the
+    folder it was read from; and why the number is only a smoke number, if it is (the leaderboard's reasons)."""
+    from harness.data.identify import smoke_reasons
+
+    data = record.get("data") or {}
+    dataset = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
+    what = str(dataset.get("label") or "")
+    if not dataset.get("split") and not data.get("sample"):
+        what = f"{data.get('root')}" + (f": {what}" if what else "")
+    reasons = smoke_reasons(dataset, data)
+    return what + (f"; smoke: {', '.join(reasons)}" if reasons else "")
 
 
 def _primary_metric(record: dict[str, Any]) -> str:
@@ -136,10 +151,12 @@ def draw_curve(log_path: Path, out_path: Path) -> Path | None:
 
     fig, left = plt.subplots(figsize=(7, 4.5))
     metric = evals[-1]["metric"]
-    smoke = any(e["smoke"] for e in evals)
-    where = ", ".join(evals[-1]["data"]["sequences"])
+    last = evals[-1]["data"]
+    where = ", ".join(last["sequences"])
+    # entries logged before the label existed say only whether they were smoke numbers
+    what = last.get("label") or ("smoke run" if evals[-1]["smoke"] else "")
     left.plot([e["step"] for e in evals], [100 * e["score"] for e in evals], "o-", color="tab:blue",
-              label=f"{metric} on {evals[-1]['task']}: {where}{' (smoke: shipped sample)' if smoke else ''}")
+              label=f"{metric} on {evals[-1]['task']}: {where}{f' ({what})' if what else ''}")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("training step")
     left.set_ylabel(f"{metric} (%)", color="tab:blue")

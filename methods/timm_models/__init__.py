@@ -3,8 +3,8 @@
 ``timm:resnet18`` reads ResNet-18's stride-8 stage (layer2); ``timm:resnet18@crw`` applies CRW's
 stride surgery and reads layer3 (256-d, stride 8), the ImageNet baseline of the CRW paper;
 ``timm:vit_small_patch16_224.dino`` gives DINO's last-block patch tokens at stride 16. Weights come
-from ``--weights PATH``, else timm's hub (``method.pretrained``, default true; random weights with a
-warning when the hub cannot be reached). ``method.layer`` picks another feature level,
+from ``--weights PATH``, else timm's hub (``method.pretrained``, default true; weights that cannot be
+had are an error, never a random network under the pretrained name). ``method.layer`` picks another feature level,
 ``method.stride`` upsamples to a finer grid, ``method.norm`` toggles a ViT's final norm.
 
 Only the registration lives here, so that ``harness list`` imports neither torch nor timm; the

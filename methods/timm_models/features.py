@@ -19,7 +19,6 @@ import inspect
 import math
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from torch import nn
 from harness.errors import CheckpointError, HarnessError, MethodError
 from harness.io import sha256_file
 from harness.method import Method, count_parameters
+from harness.safe_load import load_weights_only
 
 CRW_SUFFIX = "@crw"
 CRW_LEVEL = "layer3"
@@ -156,15 +156,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or pickled-object file: the user's to fix, not a bug
-        raise CheckpointError(f"weights file {path}: cannot be read as a state dict ({err})") from err
+        except Exception as err:  # a corrupt file: the user's to fix, not a bug
+            raise CheckpointError(f"weights file {path}: cannot be read as a state dict ({err})") from err
+    else:
+        state = load_weights_only(path, "weights file")
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -249,12 +249,12 @@ def create_random(model_name: str, kwargs: dict[str, Any], seed: int) -> nn.Modu
         return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
 
 
-def create_pretrained(model_name: str, kwargs: dict[str, Any], seed: int) -> tuple[nn.Module, str]:
+def create_pretrained(model_name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
     """The model with timm's hub weights, and an honest description of what it got.
 
-    Order: local hub cache → download when the hub answers → random weights with a loud warning
-    when it does not (recorded as such in the run record). A download that fails while the hub is
-    reachable is an error: a silent fallback there would hide a typo in a tag.
+    Order: local hub cache → download when the hub answers. Weights that cannot be had are an error,
+    never random weights in their place: a run asked for pretrained features, and a number from a
+    random network under that name is read as the pretrained one.
     """
     cfg = dict(meta_model(model_name).pretrained_cfg)
     label = f"timm hub {cfg.get('architecture', model_name)}.{cfg.get('tag') or 'default'}"
@@ -268,9 +268,8 @@ def create_pretrained(model_name: str, kwargs: dict[str, Any], seed: int) -> tup
         return model, f"{label} (cached {cached})"
     host = _hub_host(cfg)
     if not _reachable(host):
-        print(f"WARNING: {host} is unreachable, so {model_name} runs with RANDOM weights (recorded as such). {advice}",
-              file=sys.stderr, flush=True)
-        return create_random(model_name, kwargs, seed), f"random init (hub unreachable, seed {seed})"
+        raise HarnessError(f"the pretrained weights of {model_name!r} are not in the local hub cache and {host} "
+                           f"is unreachable, so they cannot be loaded. {advice}")
     try:
         model = timm.create_model(model_name, pretrained=True, num_classes=0, **kwargs)
     except Exception as err:  # network or hub errors of several libraries; all mean "no weights"
@@ -388,7 +387,7 @@ def build_timm_method(name: str, config: dict[str, Any]) -> TimmBackbone:
         load_weights(model, read_state_dict(weights), f"weights file {weights}")
         pretraining = f"weights file {weights}"
     elif _flag(config, "pretrained", True):
-        model, pretraining = create_pretrained(model_name, kwargs, seed)
+        model, pretraining = create_pretrained(model_name, kwargs)
     else:
         model, pretraining = create_random(model_name, kwargs, seed), f"random init (seed {seed})"
     default_layer = CRW_LEVEL if crw else None
