@@ -104,12 +104,13 @@ def test_rerun_resumes_and_force_recomputes(tmp_path, capsys):
 
 
 @pytest.mark.smoke
-def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path):
+def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path, capsys):
     """Kill `harness run` while it writes predictions; the rerun ends where an uninterrupted run ends."""
     root = small_davis_root(tmp_path / "davis", frames=10, sequences=("car-shadow", "motocross-jump"))
-    base = [sys.executable, "-m", "harness", "run", "--method", "pixels", "--task", "davis",
-            "--data-root", str(root)]
-    clean = subprocess.run([*base, "--out-dir", str(tmp_path / "clean")], capture_output=True, text=True, check=True)
+    args = ["run", "--method", "pixels", "--task", "davis", "--data-root", str(root)]
+    base = [sys.executable, "-m", "harness", *args]
+    code, clean_out, err = run_cli([*args, "--out-dir", str(tmp_path / "clean")], capsys)  # in-process: no kill
+    assert code == 0, err
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen([*base, "--out-dir", str(killed_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -119,7 +120,7 @@ def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path):
     proc.wait()
     assert not (killed_dir / "record.json").exists()
     rerun = subprocess.run([*base, "--out-dir", str(killed_dir)], capture_output=True, text=True, check=True)
-    a = json.loads(Path(clean.stdout.strip().splitlines()[-1]).read_text())
+    a = json.loads(Path(clean_out.strip().splitlines()[-1]).read_text())
     b = json.loads(Path(rerun.stdout.strip().splitlines()[-1]).read_text())
     assert a["metrics"] == b["metrics"]
     assert a["per_object"] == b["per_object"]
