@@ -7,8 +7,9 @@ feature precision). Its ``manifest.json`` says which digest and lists the files 
 - the default folder ends in the digest: runs that differ in any of those never share a folder;
 - a folder holding another digest's manifest, or a record of another run without a manifest, is
   refused before anything is computed or written (a folder with only foreign files is fine);
-- ``--force`` deletes only the files the manifest (and the run's own state files) list, never a path
-  outside the folder, so a user's figures beside the predictions survive;
+- ``--force`` deletes only the files the manifest (or a state file of the run) lists *and* whose content
+  still has the sha256 recorded when the run wrote it, never a path outside the folder: a user's files,
+  whatever their names, and run files the user has since edited are left and named on stderr;
 - an advisory lock (``filelock``) makes a second concurrent run into the same folder stop at once.
   Ranks of one sharded run share it: rank 0 claims and locks, the others :func:`join` after a barrier.
 """
@@ -18,9 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,40 @@ class RunIdentity:
     sequences: tuple[str, ...]
     limit: int | None
     weights: dict[str, str] = field(default_factory=dict)
+    #: each ingredient of the digest by itself (its value, or a short hash), so a refusal can say which differs
+    components: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"method {self.method}, task {self.task}, run digest {self.digest}"
+
+
+#: what each digest component is, in the words of the flags that set it
+_COMPONENTS = {
+    "data": "the data's content (frames or annotations)", "data_root": "where the data lives (--data-root)",
+    "sample": "the shipped sample vs. a --data-root", "weights": "the weights' content (--checkpoint/--weights)",
+    "limit": "--limit", "sequences": "the sequences (--sequences, the split)", "protocol": "the protocol (--protocol, --set protocol.*)",
+    "precision": "--precision", "seed": "--seed", "method": "the method", "method_config": "the method's settings (--set method.*)",
+    "task": "the task", "task_config": "the task's settings (--set task.*)", "adapt": "--adapt",
+    "adapt_config": "the adaptation settings (--set adapt.*)",
+}
+#: components kept by value (short, and what the user typed) so a message can show both; the others as a hash
+SHOWN_COMPONENTS = ("limit", "seed", "precision", "method", "task", "sample")
+
+
+def differing_components(stored: Any, identity: RunIdentity) -> str:
+    """A phrase naming the digest components in which a manifest's run differs from ``identity``."""
+    if not isinstance(stored, dict) or not stored:
+        return "which setting differs is unknown (the folder's manifest predates per-component digests)"
+    names = [name for name in identity.components if stored.get(name) != identity.components[name]]
+    if not names:
+        return "which setting differs is unknown (the harness's digest recipe changed since that run)"
+    parts = []
+    for name in names:
+        text = _COMPONENTS.get(name, name)
+        if name in SHOWN_COMPONENTS:
+            text += f" (that run: {stored.get(name, '?')}; this run: {identity.components[name]})"
+        parts.append(text)
+    return "it differs in " + ", ".join(parts)
 
 
 def default_out_dir(runs_dir: Path, task: str, method_dir: str, protocol_dir: str, digest: str) -> Path:
@@ -139,33 +171,71 @@ def _read_record(path: Path) -> Any:
 
 def _owner_check(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
     """Read-only: the manifest to continue from (None: start one) and files to adopt; refuses foreign results,
-    including files no run lists where this run will write its predictions (another tool's, or the ground
-    truth itself when ``--out-dir`` points into the data)."""
+    including files no run wrote (or that changed since) where this run will write (another tool's output,
+    a user's edit, or the ground truth itself when ``--out-dir`` points into the data)."""
     manifest, adopted = _owner(folder, identity, force)
-    if manifest is not None and manifest["digest"] == identity.digest:
-        return manifest, adopted  # its sequences' output paths were checked when the folder was claimed
-    listed = set(adopted) | set(owned_files(folder, manifest))
-    for name in identity.sequences:
-        foreign = [p for p in sequence_outputs(folder, name) if p.relative_to(folder).as_posix() not in listed]
-        if foreign:
+    if manifest is not None and manifest["digest"] == identity.digest and not force:
+        return manifest, adopted  # resuming: its sequences' output paths were checked when the folder was claimed
+    deletable, kept = _force_plan(folder, manifest) if force else ([], {})
+    mine = set(adopted) | set(deletable) | {rel for rel, why in kept.items() if why == _UNHASHED}
+    outputs = [p for name in identity.sequences for p in sequence_outputs(folder, name)]
+    if (folder / RECORD).is_file():
+        outputs.append(folder / RECORD)
+    for path in outputs:
+        rel = path.relative_to(folder).as_posix()
+        if rel in mine:
+            continue
+        if kept.get(rel) == _CHANGED:
             raise FolderRefused(
-                f"{folder} already holds {foreign[0]}, where this run writes sequence {name!r}'s predictions, "
-                "and no manifest of a harness run lists it (another tool's output, or the data itself?). "
-                "Nothing was written; choose another --out-dir")
+                f"{path} was written by the run in {folder} but has been changed since, and this run would "
+                "overwrite it: --force deletes only run files that are unchanged. Nothing was written or deleted; "
+                "move that file away (or choose another --out-dir)")
+        raise FolderRefused(
+            f"{folder} already holds {path}, where this run writes its results, and no manifest of a harness "
+            "run lists it (another tool's output, the data itself, or the predictions of a run killed "
+            "mid-sequence?). Nothing was written or deleted; move it away or choose another --out-dir")
     return manifest, adopted
 
 
+_UNHASHED = "no content hash recorded (written by an older harness)"
+_CHANGED = "changed since the run wrote it"
+
+
+def _force_plan(folder: Path, manifest: dict[str, Any] | None) -> tuple[list[str], dict[str, str]]:
+    """What ``--force`` deletes (listed files whose sha256 still is the one recorded when they were written),
+    and the listed files it keeps, with why (changed since, or no hash recorded)."""
+    deletable, kept = [], {}
+    for rel, sha in recorded_files(folder, manifest).items():
+        path = folder / rel
+        if _is_machinery(rel) or not path.is_file() or path.is_symlink():
+            continue
+        if sha is None:
+            kept[rel] = _UNHASHED
+        elif sha256_file(path) == sha:
+            deletable.append(rel)
+        else:
+            kept[rel] = _CHANGED
+    return deletable, kept
+
+
+#: what tasks write per sequence (DAVIS and VIP: ``<name>/<frame>.png``; JHMDB: ``<name>.npy``; ``--visualize``:
+#: ``visualize/<name>.jpg|png``). Only these paths are checked for foreign files before a run writes there;
+#: what a run owns is never decided by them, only by the manifest and the hashes it records.
+_FRAME_OUTPUTS = (".png",)
+_FILE_OUTPUTS = (".npy",)
+_VISUAL_OUTPUTS = (".jpg", ".png")
+
+
 def sequence_outputs(folder: Path, name: str) -> list[Path]:
-    """Files where tasks write sequence ``name``'s outputs: ``<name>/…``, ``<name>.<ext>``, ``visualize/<name>.<ext>``."""
+    """Existing files at the paths where tasks write sequence ``name``'s outputs (see ``_FRAME_OUTPUTS``)."""
     parts = Path(name).parts
     if not parts or Path(name).is_absolute() or any(part in (".", "..") for part in parts):
         return []  # never the folder itself or anything outside it
-    out = []
-    for top in [folder / name, *folder.glob(f"{glob_escape(name)}.*"), *(folder / "visualize").glob(f"{glob_escape(name)}.*")]:
-        for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
-            if path.is_file() and not _is_machinery(path.relative_to(folder).as_posix()):
-                out.append(path)
-    return out
+    frames = folder / name
+    candidates = sorted(p for p in frames.iterdir() if p.suffix in _FRAME_OUTPUTS) if frames.is_dir() else []
+    candidates += [folder / f"{name}{ext}" for ext in _FILE_OUTPUTS]
+    candidates += [folder / "visualize" / f"{name}{ext}" for ext in _VISUAL_OUTPUTS]
+    return [p for p in candidates if p.is_file() and not _is_machinery(p.relative_to(folder).as_posix())]
 
 
 def _owner(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
@@ -174,9 +244,10 @@ def _owner(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, 
         if manifest["digest"] == identity.digest or force:
             return manifest, []
         raise FolderRefused(
-            f"{folder} holds the results of another run (manifest: method {manifest.get('method')}, task "
-            f"{manifest.get('task')}, run digest {manifest['digest']}; this run's is {identity.digest}). "
-            "Choose another --out-dir, or pass --force to delete that run's files (only those its manifest lists)")
+            f"{folder} holds the results of another run: {differing_components(manifest.get('components'), identity)} "
+            f"(manifest: method {manifest.get('method')}, task {manifest.get('task')}, run digest "
+            f"{manifest['digest']}; this run's is {identity.digest}). Choose another --out-dir, or pass --force to "
+            "delete that run's files (only those its manifest lists, and only while unchanged)")
     record_path = folder / RECORD
     if record_path.exists():
         record = _read_record(record_path)
@@ -213,26 +284,36 @@ def _adoptable(folder: Path, record: dict[str, Any]) -> list[str]:
 class OutputFolder:
     """A claimed output folder: its manifest, its lock, and what the run has written into it."""
 
-    def __init__(self, path: Path, identity: RunIdentity, lock: FileLock | None, files: Iterable[str] = ()) -> None:
+    def __init__(self, path: Path, identity: RunIdentity, lock: FileLock | None, files: Iterable[str] = (),
+                 hashes: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.identity = identity
         self._lock = lock
         self.files: list[str] = list(dict.fromkeys(files))
+        #: sha256 of each listed file as the run wrote it: what ``--force`` checks before deleting it
+        self.hashes: dict[str, str] = {k: v for k, v in (hashes or {}).items() if k in self.files}
 
     # -- manifest ----------------------------------------------------------------------------
-    def add(self, files: Iterable[str]) -> None:
-        """List files (relative paths) as this run's and rewrite the manifest (rank 0 only)."""
-        before = len(self.files)
-        self.files = list(dict.fromkeys([*self.files, *files]))
-        if len(self.files) != before or not (self.path / MANIFEST).exists():
+    def add(self, files: Iterable[str], hashes: dict[str, str] | None = None) -> None:
+        """List files (relative paths) as this run's, with the sha256 of those written already, and rewrite
+        the manifest (rank 0 only)."""
+        before = (len(self.files), dict(self.hashes))
+        self.files = list(dict.fromkeys([*self.files, *files, *(hashes or {})]))
+        self.hashes.update(hashes or {})
+        if (len(self.files), self.hashes) != before or not (self.path / MANIFEST).exists():
             self._write_manifest()
+
+    def add_written(self, rel: str) -> None:
+        """List a file the run has just written, with its sha256."""
+        self.add([rel], {rel: sha256_file(self.path / rel)})
 
     def _write_manifest(self) -> None:
         if self._lock is None:
             return  # ranks other than 0 leave the manifest to rank 0
         atomic_write_json(self.path / MANIFEST, {"digest": self.identity.digest, "method": self.identity.method,
                                                  "task": self.identity.task, "sequences": list(self.identity.sequences),
-                                                 "files": self.files})
+                                                 "components": self.identity.components,
+                                                 "files": self.files, "sha256": self.hashes})
 
     def retract_record(self) -> None:
         """Remove the folder's record before any of its predictions is rewritten: an interrupted rerun
@@ -295,6 +376,7 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
     """
     path = Path(path)
     require_writable_dir(path, flag)
+    _require_plain_machinery(path)
     if path.is_dir():
         _owner_check(path, identity, force)
     path.mkdir(parents=True, exist_ok=True)
@@ -307,15 +389,14 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
     try:
         manifest, adopted = _owner_check(path, identity, force)
         files = list((manifest or {}).get("files") or []) + adopted
+        hashes = (manifest or {}).get("sha256") if isinstance((manifest or {}).get("sha256"), dict) else {}
         if force:
-            remove_listed(path, [*files, *owned_files(path, manifest)])
-            files = []
-        elif manifest is not None and manifest["digest"] != identity.digest:
-            files = []
+            _force_clean(path, manifest)
+            files, hashes = [], {}
         for tmp in path.rglob(TMP_PREFIX + "*"):  # half-written files of a killed run of ours
-            if tmp.is_file():
+            if tmp.is_file() and _TMP_NAME.fullmatch(tmp.name):
                 tmp.unlink()
-        folder = OutputFolder(path, identity, lock, files)
+        folder = OutputFolder(path, identity, lock, files, hashes)
         folder._write_manifest()
         return folder
     except BaseException:
@@ -323,36 +404,65 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
         raise
 
 
+#: the names :func:`harness.io.atomic_path` gives its temporary files (``mkstemp``: 8 random characters)
+_TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r".+\.[A-Za-z0-9_]{8}")
+
+
+def _require_plain_machinery(path: Path) -> None:
+    """The lock and the state folder must be what the harness makes of them (a file, a folder)."""
+    lock, states = path / LOCK, path / STATE_DIR
+    if lock.exists() and not lock.is_file():
+        raise FolderRefused(f"{lock} is not a file: the harness keeps its lock there. Nothing was written; "
+                            "move it away or choose another --out-dir")
+    if states.exists() and not states.is_dir():
+        raise FolderRefused(f"{states} is not a folder: the harness keeps its resume state there. Nothing was "
+                            "written; move it away or choose another --out-dir")
+
+
+def _force_clean(path: Path, manifest: dict[str, Any] | None) -> None:
+    """``--force``: delete the previous run's unchanged files; name on stderr everything left."""
+    deletable, kept = _force_plan(path, manifest)
+    removed = remove_listed(path, deletable)
+    left = [f"{rel} ({kept[rel]})" if rel in kept else rel for rel in _all_files(path)]
+    print(f"--force: removed {len(removed)} file(s) the previous run wrote into {path}", file=sys.stderr)
+    if left:
+        shown = ", ".join(left[:_NAMED]) + (f" and {len(left) - _NAMED} more" if len(left) > _NAMED else "")
+        print(f"--force: left {len(left)} file(s) it did not write or that changed since: {shown}", file=sys.stderr)
+
+
+#: files named one by one in a message before the rest are counted
+_NAMED = 10
+
+
+def _all_files(folder: Path) -> list[str]:
+    return [rel for rel in (p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+                            if p.is_file() or p.is_symlink()) if not _is_machinery(rel)]
+
+
 def join(path: Path, identity: RunIdentity) -> OutputFolder:
     """A folder rank 0 of the same sharded run has claimed (call after a barrier); no lock, no manifest writes."""
     manifest = read_manifest(Path(path))
     if manifest is None or manifest["digest"] != identity.digest:
         raise HarnessError(f"{path} was not claimed by rank 0 of this run (run digest {identity.digest})")
-    return OutputFolder(Path(path), identity, None, manifest.get("files") or [])
+    return OutputFolder(Path(path), identity, None, manifest.get("files") or [], manifest.get("sha256") or {})
 
 
-def owned_files(folder: Path, manifest: dict[str, Any] | None) -> list[str]:
-    """Every file a manifest's run owns: those it lists, its state files and what they list, and whatever
-    lies at its sequences' output paths (checked free of foreign files when it claimed the folder, so a
-    run killed mid-sequence still owns the predictions it had written)."""
+def recorded_files(folder: Path, manifest: dict[str, Any] | None) -> dict[str, str | None]:
+    """Every file a manifest's run lists as its own, with the sha256 recorded when it was written (None: not
+    recorded, as in manifests of older harness versions): the manifest's files, and the state files and the
+    predictions each lists (a killed run's manifest may lag behind its states)."""
     if manifest is None:
-        return []
-    out = [*(manifest.get("files") or []), *_state_listed(folder)]
-    for name in manifest.get("sequences") or []:
-        if isinstance(name, str):
-            out += [p.relative_to(folder).as_posix() for p in sequence_outputs(folder, name)]
-    return list(dict.fromkeys(out))
-
-
-def _state_listed(folder: Path) -> list[str]:
-    """State files of the run and the prediction files each one lists (a killed run's manifest may lag)."""
-    out = []
+        return {}
+    hashes = manifest.get("sha256") if isinstance(manifest.get("sha256"), dict) else {}
+    out: dict[str, str | None] = {rel: hashes.get(rel) for rel in manifest.get("files") or [] if isinstance(rel, str)}
     states = folder / STATE_DIR
     for path in sorted(states.glob("*.json")) if states.is_dir() else []:
-        out.append(path.relative_to(folder).as_posix())
+        out.setdefault(path.relative_to(folder).as_posix(), None)
         state = _read_record(path)
         if isinstance(state, dict) and isinstance(state.get("files"), dict):
-            out += list(state["files"])
+            for rel, sha in state["files"].items():
+                if isinstance(rel, str) and isinstance(sha, str) and out.get(rel) is None:
+                    out[rel] = sha
     return out
 
 

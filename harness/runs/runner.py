@@ -151,6 +151,7 @@ class Runner:
         self.folder.add([RECORD])  # the manifest lists the record before it exists: the record comes last
         validate_record(record)  # a record the leaderboard would refuse is a runner bug: never write one
         atomic_write_json(path, record)
+        self.folder.add_written(RECORD)
         self._report(summary["metrics"])
         return path.resolve()
 
