@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ class RunIdentity:
     weights: dict[str, str] = field(default_factory=dict)
     #: each ingredient of the digest by itself (its value, or a short hash), so a refusal can say which differs
     components: dict[str, str] = field(default_factory=dict)
+    #: where the run writes each sequence's files (globs with ``{name}``; :attr:`harness.tasks.base.Task.outputs`)
+    outputs: tuple[str, ...] = ("{name}/**/*", "{name}.*", "visualize/{name}.*")
 
     def describe(self) -> str:
         return f"method {self.method}, task {self.task}, run digest {self.digest}"
@@ -128,6 +131,41 @@ def require_writable_file(path: Path, flag: str) -> None:
     require_writable_dir(path.parent, f"{flag} {path}: its folder")
 
 
+#: what :func:`harness.io.atomic_path` adds to a file's name while writing it (prefix, ``.``, 8 random characters)
+_TMP_EXTRA = len(TMP_PREFIX) + 9
+#: the longest file name a run derives from a sequence's: its state file, ``<name with / as __>.json``
+_STATE_SUFFIX = ".json"
+
+
+def state_file_name(name: str) -> str:
+    """The resume-state file of sequence ``name`` inside the state folder."""
+    return name.replace("/", "__") + _STATE_SUFFIX
+
+
+def require_writable_names(path: Path, sequences: Iterable[str]) -> None:
+    """Refuse, before anything is computed, a sequence whose name would give a file name longer than the
+    file system allows (it would be computed and then fail writing its state, on every rerun)."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    longest = limit - _TMP_EXTRA - len(_STATE_SUFFIX)
+    for name in sequences:
+        parts = name.split("/")
+        if len(name.replace("/", "__")) > longest or any(len(part) > limit for part in parts):
+            shown = name if len(name) <= 60 else name[:57] + "..."
+            raise FolderRefused(
+                f"sequence {shown!r} has a {len(name)}-character name, and the harness writes files named after "
+                f"it (its resume state {STATE_DIR}/<name>.json, written through a temporary name "
+                f"{_TMP_EXTRA} characters longer); the file system of {existing} allows {limit} characters per "
+                f"name, so sequence names may have at most {longest}. Nothing was computed or written; rename "
+                "that sequence (its frame and annotation folders and its line in the split list), or leave it "
+                "out with --sequences")
+
+
 # ----------------------------------------------------------------------------------------- ownership
 
 
@@ -178,7 +216,7 @@ def _owner_check(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict
         return manifest, adopted  # resuming: its sequences' output paths were checked when the folder was claimed
     deletable, kept = _force_plan(folder, manifest) if force else ([], {})
     mine = set(adopted) | set(deletable) | {rel for rel, why in kept.items() if why == _UNHASHED}
-    outputs = [p for name in identity.sequences for p in sequence_outputs(folder, name)]
+    outputs = [p for name in identity.sequences for p in sequence_outputs(folder, name, identity.outputs)]
     if (folder / RECORD).is_file():
         outputs.append(folder / RECORD)
     for path in outputs:
@@ -218,24 +256,15 @@ def _force_plan(folder: Path, manifest: dict[str, Any] | None) -> tuple[list[str
     return deletable, kept
 
 
-#: what tasks write per sequence (DAVIS and VIP: ``<name>/<frame>.png``; JHMDB: ``<name>.npy``; ``--visualize``:
-#: ``visualize/<name>.jpg|png``). Only these paths are checked for foreign files before a run writes there;
-#: what a run owns is never decided by them, only by the manifest and the hashes it records.
-_FRAME_OUTPUTS = (".png",)
-_FILE_OUTPUTS = (".npy",)
-_VISUAL_OUTPUTS = (".jpg", ".png")
-
-
-def sequence_outputs(folder: Path, name: str) -> list[Path]:
-    """Existing files at the paths where tasks write sequence ``name``'s outputs (see ``_FRAME_OUTPUTS``)."""
+def sequence_outputs(folder: Path, name: str, outputs: Iterable[str]) -> list[Path]:
+    """Existing files at the paths where the run writes sequence ``name``'s outputs (``outputs``: globs with
+    ``{name}``). Only these paths are checked for foreign files before a run writes there; what a run owns is
+    never decided by them, only by its manifest and the hashes it records."""
     parts = Path(name).parts
     if not parts or Path(name).is_absolute() or any(part in (".", "..") for part in parts):
         return []  # never the folder itself or anything outside it
-    frames = folder / name
-    candidates = sorted(p for p in frames.iterdir() if p.suffix in _FRAME_OUTPUTS) if frames.is_dir() else []
-    candidates += [folder / f"{name}{ext}" for ext in _FILE_OUTPUTS]
-    candidates += [folder / "visualize" / f"{name}{ext}" for ext in _VISUAL_OUTPUTS]
-    return [p for p in candidates if p.is_file() and not _is_machinery(p.relative_to(folder).as_posix())]
+    found = {p for pattern in outputs for p in folder.glob(pattern.format(name=glob_escape(name)))}
+    return sorted(p for p in found if p.is_file() and not _is_machinery(p.relative_to(folder).as_posix()))
 
 
 def _owner(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
@@ -269,7 +298,7 @@ def _adoptable(folder: Path, record: dict[str, Any]) -> list[str]:
     names = list((record.get("data") or {}).get("sequences") or [])
     found = [RECORD]
     for name in names:
-        for candidate in (folder / name, folder / f"{name}.npy", folder / STATE_DIR / (name.replace("/", "__") + ".json"),
+        for candidate in (folder / name, folder / f"{name}.npy", folder / STATE_DIR / state_file_name(name),
                           folder / "visualize" / f"{name}.jpg"):
             if candidate.is_file():
                 found.append(candidate.relative_to(folder).as_posix())
@@ -326,11 +355,11 @@ class OutputFolder:
     def snapshot(self, name: str) -> dict[str, tuple[int, int, int]]:
         """Identity (inode, size, mtime) of sequence ``name``'s result files, to see later what a step wrote.
 
-        Tasks name their outputs after the sequence (``<name>/…``, ``<name>.npy``, ``visualize/<name>.jpg``);
-        looking only there keeps this cheap and blind to other ranks' sequences.
+        Only the paths where the task writes the sequence's outputs are looked at (``identity.outputs``): that
+        keeps this cheap and blind to other ranks' sequences and to the user's files.
         """
         out = {}
-        for path in sequence_outputs(self.path, name):
+        for path in sequence_outputs(self.path, name, self.identity.outputs):
             stat = path.stat()
             out[path.relative_to(self.path).as_posix()] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         return out
@@ -376,6 +405,7 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
     """
     path = Path(path)
     require_writable_dir(path, flag)
+    require_writable_names(path, identity.sequences)
     _require_plain_machinery(path)
     if path.is_dir():
         _owner_check(path, identity, force)
@@ -423,7 +453,8 @@ def _force_clean(path: Path, manifest: dict[str, Any] | None) -> None:
     """``--force``: delete the previous run's unchanged files; name on stderr everything left."""
     deletable, kept = _force_plan(path, manifest)
     removed = remove_listed(path, deletable)
-    left = [f"{rel} ({kept[rel]})" if rel in kept else rel for rel in _all_files(path)]
+    rest = _all_files(path)
+    left = [f"{rel} ({kept[rel]})" for rel in rest if rel in kept] + [rel for rel in rest if rel not in kept]
     print(f"--force: removed {len(removed)} file(s) the previous run wrote into {path}", file=sys.stderr)
     if left:
         shown = ", ".join(left[:_NAMED]) + (f" and {len(left) - _NAMED} more" if len(left) > _NAMED else "")
@@ -431,7 +462,7 @@ def _force_clean(path: Path, manifest: dict[str, Any] | None) -> None:
 
 
 #: files named one by one in a message before the rest are counted
-_NAMED = 10
+_NAMED = 50
 
 
 def _all_files(folder: Path) -> list[str]:
@@ -449,15 +480,14 @@ def join(path: Path, identity: RunIdentity) -> OutputFolder:
 
 def recorded_files(folder: Path, manifest: dict[str, Any] | None) -> dict[str, str | None]:
     """Every file a manifest's run lists as its own, with the sha256 recorded when it was written (None: not
-    recorded, as in manifests of older harness versions): the manifest's files, and the state files and the
-    predictions each lists (a killed run's manifest may lag behind its states)."""
+    recorded, as in manifests of older harness versions): the manifest's files, and the predictions each state
+    file lists with their hashes (a killed run's manifest may lag behind its states)."""
     if manifest is None:
         return {}
     hashes = manifest.get("sha256") if isinstance(manifest.get("sha256"), dict) else {}
     out: dict[str, str | None] = {rel: hashes.get(rel) for rel in manifest.get("files") or [] if isinstance(rel, str)}
     states = folder / STATE_DIR
     for path in sorted(states.glob("*.json")) if states.is_dir() else []:
-        out.setdefault(path.relative_to(folder).as_posix(), None)
         state = _read_record(path)
         if isinstance(state, dict) and isinstance(state.get("files"), dict):
             for rel, sha in state["files"].items():

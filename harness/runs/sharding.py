@@ -145,7 +145,7 @@ def run_sharded(runner: Runner) -> Path:
     try:
         if shard.is_main:
             try:
-                folder = claim(runner.out_dir, runner.inputs.identity, force=runner.config.force)
+                folder = claim(runner.out_dir, runner.inputs.identity, force=runner.config.force, flag=runner.out_flag)
             except HarnessError as err:
                 _say(shard, str(err))
                 raise

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.io import atomic_write_json, json_digest
-from harness.runs.outdir import STATE_DIR, OutputFolder
+from harness.runs.outdir import STATE_DIR, OutputFolder, state_file_name
 
 #: key of the digest over everything else in a state file
 DIGEST = "state_sha256"
 
 
 def state_path(folder: OutputFolder, name: str) -> Path:
-    return folder.path / STATE_DIR / (name.replace("/", "__") + ".json")
+    return folder.path / STATE_DIR / state_file_name(name)
 
 
 def load_state(folder: OutputFolder, name: str, fingerprint: str,
