@@ -180,7 +180,8 @@ def test_names_and_folders_a_run_cannot_write_are_refused_up_front(root, tmp_pat
     assert computed == [] and (not out.exists() or not any(out.iterdir()))
     monkeypatch.undo()
     (root / "ImageSets" / "2017" / "val.txt").write_text("motocross-jump\n")
-    for machinery, make in ((".harness.lock", Path.mkdir), (".state", Path.touch)):
+    for machinery, make in ((".harness.lock", Path.mkdir), (".state", Path.touch), ("record.json", Path.mkdir),
+                            ("motocross-jump", Path.touch)):
         folder = tmp_path / f"with-{machinery}"
         folder.mkdir()
         make(folder / machinery)
@@ -230,12 +231,19 @@ def test_stop_and_resume_are_said(root, tmp_path, capsys, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler's stop or `kill` sends
         return real(self, method, name, bar)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(runner.Runner, "_run_sequence", terminated_on_second)
-        code, stdout, err = run(pixels(root, "--out-dir", str(out)), capsys)
+    def unhandled(signum, frame):  # stands in for the default action (death) so that pytest survives
+        raise RuntimeError("SIGTERM was not handled by the run")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(runner.Runner, "_run_sequence", terminated_on_second)
+            code, stdout, err = run(pixels(root, "--out-dir", str(out)), capsys)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the run's handler does not outlive it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert code == 143 and stdout == ""
     assert "SIGTERM" in err and "1 of 2 sequences finished" in err and "rerun the same command" in err
-    assert signal.getsignal(signal.SIGTERM) is not runner._terminate  # the handler does not outlive the run
     code, stdout, err = run(pixels(root, "--out-dir", str(out)), capsys)
     assert code == 0, err
     assert "resumed: 1 of 2 sequences reused" in err

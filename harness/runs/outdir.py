@@ -406,7 +406,7 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
     path = Path(path)
     require_writable_dir(path, flag)
     require_writable_names(path, identity.sequences)
-    _require_plain_machinery(path)
+    _require_plain_machinery(path, identity)
     if path.is_dir():
         _owner_check(path, identity, force)
     path.mkdir(parents=True, exist_ok=True)
@@ -438,15 +438,20 @@ def claim(path: Path, identity: RunIdentity, *, force: bool = False, flag: str =
 _TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r".+\.[A-Za-z0-9_]{8}")
 
 
-def _require_plain_machinery(path: Path) -> None:
-    """The lock and the state folder must be what the harness makes of them (a file, a folder)."""
-    lock, states = path / LOCK, path / STATE_DIR
-    if lock.exists() and not lock.is_file():
-        raise FolderRefused(f"{lock} is not a file: the harness keeps its lock there. Nothing was written; "
-                            "move it away or choose another --out-dir")
-    if states.exists() and not states.is_dir():
-        raise FolderRefused(f"{states} is not a folder: the harness keeps its resume state there. Nothing was "
-                            "written; move it away or choose another --out-dir")
+def _require_plain_machinery(path: Path, identity: RunIdentity) -> None:
+    """Where the harness keeps a file (lock, manifest, record) there must be no folder, and where it writes into
+    a folder (state, a sequence's predictions, visualizations) no file: refused now, not a traceback later."""
+    for name in (LOCK, MANIFEST, RECORD):
+        if (path / name).exists() and not (path / name).is_file():
+            raise FolderRefused(f"{path / name} is not a file, and the harness writes its {name} there. Nothing "
+                                "was written; move it away or choose another --out-dir")
+    folders = {STATE_DIR} | {Path(pattern.format(name=name)).parent.as_posix()
+                             for pattern in identity.outputs for name in identity.sequences}
+    for rel in sorted(folders):
+        for parent in [*reversed(Path(rel).parents[:-1]), Path(rel)] if rel != "." else []:
+            if (path / parent).exists() and not (path / parent).is_dir():
+                raise FolderRefused(f"{path / parent} is not a folder, and the harness writes into it. Nothing "
+                                    "was written; move it away or choose another --out-dir")
 
 
 def _force_clean(path: Path, manifest: dict[str, Any] | None) -> None:

@@ -12,7 +12,9 @@ re-derived, per task, exactly as the task's ``aggregate`` computes it:
 - VIP: mIoU and pixel accuracy from the summed per-video confusion matrices, each video's from its
   own, and ``per_class`` IoU.
 
-Pure numpy (the leaderboard and ``harness schema --check`` import no torch).
+A block a record does not store (a clip without joint counts, a video without a confusion matrix, no
+``per_object``) cannot be checked and is skipped; the global numbers are checked only when every
+sequence's block is there. Pure numpy (the leaderboard and ``harness schema --check`` import no torch).
 """
 
 from __future__ import annotations
@@ -92,22 +94,25 @@ def _pck_values(hits: np.ndarray, totals: np.ndarray) -> dict[str, float | None]
     return {f"PCK@{a:g}": _nan_none(v) for a, v in zip(pck.THRESHOLDS, values, strict=True)}
 
 
-def _counts(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _counts(result: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A clip's joint counts, None when its entry holds none (a record that does not store them)."""
+    if not isinstance(result, dict) or not isinstance(result.get("hits"), dict) or "totals" not in result:
+        return None
     hits = np.asarray([result["hits"][f"{a:g}"] for a in pck.THRESHOLDS], dtype=np.int64)
     return hits, np.asarray(result["totals"], dtype=np.int64)
 
 
 def _jhmdb(record: dict[str, Any]) -> Check:
-    per_sequence = record.get("per_sequence")
-    if not per_sequence:
-        return
-    all_hits, all_totals = None, None
-    for clip, result in per_sequence.items():
-        hits, totals = _counts(result)
-        all_hits = hits if all_hits is None else all_hits + hits
-        all_totals = totals if all_totals is None else all_totals + totals
-        for key, value in _pck_values(hits, totals).items():
-            yield f"per_sequence.{clip}.{key}", result.get(key), value, f"joint counts of {clip!r}"
+    per_sequence = record.get("per_sequence") or {}
+    counts = {clip: _counts(result) for clip, result in per_sequence.items()}
+    for clip, pair in counts.items():
+        if pair is not None:
+            for key, value in _pck_values(*pair).items():
+                yield f"per_sequence.{clip}.{key}", per_sequence[clip].get(key), value, f"joint counts of {clip!r}"
+    if not counts or any(pair is None for pair in counts.values()):
+        return  # the global numbers need every clip's counts
+    all_hits = sum(pair[0] for pair in counts.values())
+    all_totals = sum(pair[1] for pair in counts.values())
     for key, value in _pck_values(all_hits, all_totals).items():
         yield f"metrics.{key}", record["metrics"].get(key), value, "per-clip joint counts"
     from harness.tasks.jhmdb import JOINT_NAMES  # records store per_joint by name, in sorted order
@@ -121,21 +126,24 @@ def _jhmdb(record: dict[str, Any]) -> Check:
 
 
 def _vip(record: dict[str, Any]) -> Check:
-    per_sequence = record.get("per_sequence")
-    if not per_sequence:
-        return
-    total = None
+    from harness.tasks.vip import CLASS_NAMES  # records store per_class by name, in sorted order
+
+    per_sequence = record.get("per_sequence") or {}
+    matrices = {}
     for video, result in per_sequence.items():
-        confusion = np.asarray(result["confusion"], dtype=np.int64)
-        total = confusion if total is None else total + confusion
+        confusion = np.asarray(result.get("confusion") if isinstance(result, dict) else None, dtype=object)
+        if confusion.shape != (len(CLASS_NAMES), len(CLASS_NAMES)):
+            continue  # no VIP confusion matrix stored for this video
+        matrices[video] = confusion = confusion.astype(np.int64)
         source = f"confusion matrix of {video!r}"
         yield f"per_sequence.{video}.mIoU", result.get("mIoU"), _nan_none(miou.mean_iou(confusion)), source
         yield f"per_sequence.{video}.pixel_acc", result.get("pixel_acc"), _nan_none(miou.pixel_accuracy(confusion)), source
+    if not matrices or len(matrices) != len(per_sequence):
+        return  # the global numbers need every video's matrix
+    total = sum(matrices.values())
     source = "per-video confusion matrices"
     yield "metrics.mIoU", record["metrics"].get("mIoU"), _nan_none(miou.mean_iou(total)), source
     yield "metrics.pixel_acc", record["metrics"].get("pixel_acc"), _nan_none(miou.pixel_accuracy(total)), source
-    from harness.tasks.vip import CLASS_NAMES  # records store per_class by name, in sorted order
-
     iou = miou.class_iou(total)
     for name, stored in (record.get("per_class") or {}).items():
         yield f"per_class.{name}", stored, _nan_none(iou[CLASS_NAMES.index(name)]), source
