@@ -205,6 +205,13 @@ def test_refusal_names_the_setting_that_differs(root, tmp_path, capsys):
     shutil.copy(masks / "00000.png", masks / "00002.png")  # the ground truth changes, nothing else
     code, _, err = run(pixels(root, "--out-dir", str(out)), capsys)
     assert code == 2 and "data's content" in err and "--seed" not in err and "--limit" not in err
+    # a record written before manifests (no manifest, no run digest): what differs is named too
+    (out / MANIFEST).unlink()
+    legacy = json.loads((out / "record.json").read_text())
+    del legacy["run_digest"]
+    (out / "record.json").write_text(json.dumps(legacy))
+    code, _, err = run(pixels(root, "--out-dir", str(out), "--seed", "4"), capsys)
+    assert code == 2 and "no manifest" in err and "it differs in --seed" in err
 
 
 def test_problems_name_the_flag_the_user_set(root, tmp_path, capsys, monkeypatch):

@@ -185,19 +185,25 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def record_matches(record: Any, identity: RunIdentity) -> bool:
     """Whether a record (e.g. one written before manifests existed) is a result of ``identity``'s run."""
-    if not isinstance(record, dict):
-        return False
+    return isinstance(record, dict) and not record_differences(record, identity)
+
+
+def record_differences(record: dict[str, Any], identity: RunIdentity) -> list[str]:
+    """What differs between a record's run and ``identity``'s (empty: the same run), in the flags' words."""
     if record.get("run_digest") is not None:
-        return record["run_digest"] == identity.digest
+        return [] if record["run_digest"] == identity.digest else [f"run digest {record['run_digest']}"]
     data = record.get("data") or {}
     checkpoint = record.get("checkpoint") or {}
     sha = checkpoint.get("sha256") if isinstance(checkpoint, dict) else None
-    return (record.get("method") == identity.method and record.get("task") == identity.task
-            and (record.get("protocol") or {}).get("hash") == identity.protocol_hash
-            and record.get("seed", 0) == identity.seed
-            and list(data.get("sequences") or []) == list(identity.sequences)
-            and data.get("limit") == identity.limit
-            and sha in (None, *identity.weights.values()) and (sha is not None or not identity.weights))
+    same = {
+        "the method": record.get("method") == identity.method, "the task": record.get("task") == identity.task,
+        "the protocol": (record.get("protocol") or {}).get("hash") == identity.protocol_hash,
+        "--seed": record.get("seed", 0) == identity.seed,
+        "the sequences": list(data.get("sequences") or []) == list(identity.sequences),
+        "--limit": data.get("limit") == identity.limit,
+        "the weights' content": sha in (None, *identity.weights.values()) and (sha is not None or not identity.weights),
+    }
+    return [what for what, equal in same.items() if not equal]
 
 
 def _read_record(path: Path) -> Any:
@@ -282,10 +288,13 @@ def _owner(folder: Path, identity: RunIdentity, force: bool) -> tuple[dict[str, 
         record = _read_record(record_path)
         if record_matches(record, identity):
             return None, _adoptable(folder, record)
+        differs = (f"it differs in {', '.join(record_differences(record, identity))}" if isinstance(record, dict)
+                   else "it cannot be read as a record")
         raise FolderRefused(
             f"{folder} holds a run record of another run ({record_path}: method "
-            f"{record.get('method') if isinstance(record, dict) else '?'}) and no manifest saying which files are "
-            "its, so nothing there is overwritten or deleted, even with --force. Choose another --out-dir or move it away")
+            f"{record.get('method') if isinstance(record, dict) else '?'}; {differs}) and no manifest "
+            "saying which files are its, so nothing there is overwritten or deleted, even with --force. Choose "
+            "another --out-dir or move it away")
     states = folder / STATE_DIR
     if states.is_dir() and any(states.iterdir()):
         raise FolderRefused(f"{folder} holds resume state ({states}) of a run without a manifest; choose another "
