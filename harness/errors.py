@@ -26,3 +26,7 @@ class CheckpointError(HarnessError):
 
 class MethodError(HarnessError):
     """A method produced unusable output (e.g. NaN features); the message names method and frame."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, ``kill``): unwinds like Ctrl-C, so saved work stays and the run says so."""

@@ -64,6 +64,13 @@ def atomic_write_json(path: str | Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True, default=_jsonable) + "\n")
 
 
+def json_digest(payload: Any) -> str:
+    """sha256 of ``payload`` as JSON reads it back (sorted keys, compact), so a value digested before it is
+    written and the same value read from the file give the same digest."""
+    plain = json.loads(json.dumps(payload, default=_jsonable))
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()

@@ -60,6 +60,14 @@ def results_dir(override: str | Path | None = None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+def results_flag(override: str | Path | None = None) -> str:
+    """How the results root was chosen, for messages about it: ``--results-dir``, ``$HARNESS_RESULTS`` or
+    the default (so a problem is blamed on what the user actually set)."""
+    if override:
+        return "--results-dir"
+    return f"${RESULTS_ENV}" if os.environ.get(RESULTS_ENV) else "the default results folder"
+
+
 def shared_dir() -> Path:
     """The developers' ``../shared`` (real data and reference numbers) beside the repository."""
     return source_root().parent / "shared"

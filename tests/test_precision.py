@@ -18,8 +18,10 @@ from tests.test_runner import small_davis_root
 
 
 def test_check_precision():
-    assert check_precision("fp32", "cpu") == "fp32" and check_precision("tf32", "cpu") == "tf32"
+    assert check_precision("fp32", "cpu") == "fp32" and check_precision("tf32", "cuda") == "tf32"
     assert check_precision("bf16", "cuda") == "bf16"
+    with pytest.raises(HarnessError, match="tf32 needs a CUDA device"):
+        check_precision("tf32", "cpu")
     with pytest.raises(HarnessError, match="fp32, tf32, bf16"):
         check_precision("fp16")
     with pytest.raises(HarnessError, match="bf16 is for CUDA"):
@@ -62,11 +64,9 @@ def test_bf16_turns_modules_channels_last():
     assert not method.net.weight.is_contiguous()
 
 
-def test_cpu_tf32_features_equal_fp32():
-    frames = np.random.default_rng(0).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
-    method = ConvMethod()
-    fp32 = method.features(frames)
-    assert torch.equal(method.set_precision("tf32").features(frames), fp32)
+def test_cpu_tf32_is_refused():
+    with pytest.raises(HarnessError, match="tf32 needs a CUDA device"):
+        ConvMethod().set_precision("tf32")
 
 
 def _run(tmp_path: Path, capsys, *flags: str) -> tuple[int, str, str]:
@@ -85,11 +85,7 @@ def test_precision_is_recorded_and_bf16_on_cpu_refused(tmp_path, capsys):
     default = json.loads(Path(out.strip().splitlines()[-1]).read_text())
     assert default["config"]["precision"] == "fp32"
     code, out, err = _run(tmp_path, capsys, "--precision", "tf32")
-    assert code == 0, err
-    tf32 = json.loads(Path(out.strip().splitlines()[-1]).read_text())
-    assert tf32["config"]["precision"] == "tf32"
-    assert tf32["protocol"]["hash"] == default["protocol"]["hash"]  # not a propagation setting
-    assert tf32["metrics"] == default["metrics"]  # on CPU TF32 does not exist
+    assert code == 2 and "tf32 needs a CUDA device" in err and out == ""  # on CPU TF32 does not exist
     code, out, err = _run(tmp_path, capsys, "--precision", "bf16")
     assert code == 2 and "bf16 is for CUDA" in err and out == ""
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 import traceback
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Terminated
 
 SUBCOMMANDS = {
     "run": ("harness.cli.run", "evaluate a method on a task by label propagation"),
@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as err:
         print(f"harness {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"harness {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        print(f"harness {args.command}: {what}; rerun the same command to resume", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     except OSError as err:
         if not isinstance(err, PermissionError) and err.errno not in _ENVIRONMENT_ERRNOS:
             return _bug(args.command)

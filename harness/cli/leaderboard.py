@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.resources import results_dir, shipped
+from harness.resources import results_dir, results_flag, shipped
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
     paths = args.paths or [results / "runs"]
     from harness.runs.outdir import require_writable_dir
 
-    require_writable_dir(Path(args.out_dir or results), "--out-dir")  # a sentence now, not a traceback later
+    flag = "--out-dir" if args.out_dir else results_flag(args.results_dir)
+    require_writable_dir(Path(args.out_dir or results), flag)  # a sentence now, not a traceback later
     result = build_leaderboard(paths, args.out_dir or results, reported_path=reported)
     for skipped in result.skipped:
         print(f"harness leaderboard: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)

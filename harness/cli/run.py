@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     how.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     how.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
-                     help="feature extraction precision: fp32 (strict, default), tf32 or bf16 (CUDA only)")
+                     help="feature extraction precision: fp32 (strict, default), or tf32 and bf16 (CUDA only)")
     how.add_argument("--feature-cache", metavar="DIR", help="reuse features stored here by an earlier run with the "
                      "same method, checkpoint, frames and precision (protocol sweeps); store new ones")
     how.add_argument("--force", action="store_true", help="recompute instead of resuming")

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.leaderboard.spec import TASKS
+from harness.runs.rederive import derivation_problem
 from harness.runs.schema import RecordInvalid
 from harness.runs.schema import validate_record as validate_schema
 
@@ -69,8 +70,9 @@ def find_record_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def validate_record(data: Any) -> dict[str, Any]:
-    """Return ``data`` if the schema (:mod:`harness.runs.schema`) accepts it and it has its task's
-    ranking metric, else raise :class:`RecordError` naming the key."""
+    """Return ``data`` if the schema (:mod:`harness.runs.schema`) accepts it, it has its task's ranking
+    metric and its numbers re-derive from its own per-sequence/per-object blocks
+    (:mod:`harness.runs.rederive`), else raise :class:`RecordError` naming the key."""
     try:
         validate_schema(data)
     except RecordInvalid as err:
@@ -78,6 +80,9 @@ def validate_record(data: Any) -> dict[str, Any]:
     spec = TASKS.get(data["task"])
     if spec is not None and data["metrics"].get(spec.primary) is None:
         raise RecordError(f"metrics lack the primary metric {spec.primary!r} of task {data['task']!r}")
+    problem = derivation_problem(data)
+    if problem:
+        raise RecordError(problem)
     return data
 
 
@@ -98,12 +103,26 @@ def read_record(path: Path) -> Run:
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Skipped]]:
-    """Valid runs and skipped files (with reasons) under ``paths``, both in path order."""
+    """Valid runs and skipped files (with reasons) under ``paths``, both in path order.
+
+    Copies of one run (the same run digest: a copied folder, a record kept in two places) are one run:
+    the first by path is kept and the others are skipped as its duplicates, so no run is ranked twice.
+    """
     runs: list[Run] = []
     skipped: list[Skipped] = []
+    first: dict[str, Path] = {}
     for path in find_record_files(paths):
         try:
-            runs.append(read_record(path))
+            run = read_record(path)
         except RecordError as err:
             skipped.append(Skipped(path=path, reason=str(err).removeprefix(f"{path}: ")))
+            continue
+        digest = run.record.get("run_digest")
+        if isinstance(digest, str) and digest in first:
+            skipped.append(Skipped(path=path, reason=f"duplicate of {first[digest]} (same run digest {digest}); "
+                                   "a run is ranked once"))
+            continue
+        if isinstance(digest, str):
+            first[digest] = path
+        runs.append(run)
     return runs, skipped

@@ -22,7 +22,7 @@ from harness.data.fingerprint import (
     digest,
     weights_fingerprint,
 )
-from harness.runs.outdir import RunIdentity, default_out_dir, safe_name
+from harness.runs.outdir import SHOWN_COMPONENTS, RunIdentity, default_out_dir, safe_name
 
 #: hex digits of the run digest in folder names and records
 DIGEST_LENGTH = 12
@@ -58,9 +58,16 @@ def fingerprint_inputs(resolved: dict[str, Any], default_weights: str | None = N
     identity = RunIdentity(
         digest=digest(payload)[:DIGEST_LENGTH], method=resolved["method"], task=resolved["task"],
         protocol_hash=str(protocol.get("hash")), seed=int(resolved.get("seed", 0)), sequences=tuple(names),
-        limit=resolved.get("limit"), weights=weights,
+        limit=resolved.get("limit"), weights=weights, components=digest_components(payload),
     )
     return RunInputs(identity, per_sequence, data, weights)
+
+
+def digest_components(payload: dict[str, Any]) -> dict[str, str]:
+    """Each ingredient of the run digest by itself, stored in the folder's manifest so that a refusal can
+    name the ingredient that differs (data, weights, limit, ...) instead of only "another run"."""
+    return {key: json.dumps(value) if key in SHOWN_COMPONENTS else digest(value)[:DIGEST_LENGTH]
+            for key, value in sorted(payload.items())}
 
 
 def method_dir(method: str, method_config: dict[str, Any]) -> str:

@@ -10,8 +10,11 @@ sequence's feature tensor under a key made of everything that decides it:
   resolution policy or sequence selection can never hit a stale entry),
 - the feature precision and the device type (CPU and CUDA results differ in the last bits).
 
-A hit returns the stored tensor bit for bit, so a run from the cache scores exactly as a plain run;
-only its ``features`` timing is then the time to load the file. Runs with ``--adapt`` bypass the
+Each entry stores, beside the tensor, a sha256 over its key, dtype, shape and bytes; an entry whose
+tensor no longer matches it (overwritten, damaged, copied under another key, or written by an older
+harness without one) is a miss: it is recomputed and the run says why. A hit returns the stored
+tensor bit for bit, so a run from the cache scores exactly as a plain run; only its ``features``
+timing is then the time to load the file. Runs with ``--adapt`` bypass the
 cache: their method changes per video.
 """
 
@@ -61,13 +64,26 @@ def cache_key(config: RunConfig, method: Method, frames: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _load(path: Path, device: torch.device) -> torch.Tensor | None:
+def entry_digest(key: str, feats: torch.Tensor) -> str:
+    """sha256 over an entry's key and its tensor's dtype, shape and bytes (what a hit must still match)."""
+    flat = feats.detach().cpu().contiguous().reshape(-1)
+    digest = hashlib.sha256(json.dumps([key, str(flat.dtype), list(feats.shape)]).encode())
+    digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load(path: Path, key: str, device: torch.device) -> torch.Tensor | None:
     try:
-        feats = load_weights_only(path, "cached features", map_location=device)
+        entry = load_weights_only(path, "cached features", map_location="cpu")
     except CheckpointError as err:  # a truncated or foreign file is a miss, never a wrong result
         print(f"feature cache: ignoring it ({err}); recomputing", file=sys.stderr)
         return None
-    return feats if isinstance(feats, torch.Tensor) else None
+    feats = entry.get("features") if isinstance(entry, dict) else None
+    if not isinstance(feats, torch.Tensor) or entry.get("sha256") != entry_digest(key, feats):
+        print(f"feature cache: {path} does not match the digest stored with it (changed since it was written, "
+              "or written by an older harness); recomputing", file=sys.stderr)
+        return None
+    return feats.to(device)
 
 
 def cached_features(config: RunConfig, method: Method, frames: np.ndarray) -> tuple[torch.Tensor, bool | None]:
@@ -79,10 +95,11 @@ def cached_features(config: RunConfig, method: Method, frames: np.ndarray) -> tu
     key = cache_key(config, method, frames)
     path = Path(config.feature_cache) / key[:2] / f"{key}.pt"
     if path.is_file():
-        feats = _load(path, torch.device(method.device))
+        feats = _load(path, key, torch.device(method.device))
         if feats is not None:
             return feats, True
     feats = method.features(frames)
+    stored = feats.detach().cpu()
     with atomic_path(path) as tmp:
-        torch.save(feats.detach().cpu(), tmp)
+        torch.save({"features": stored, "sha256": entry_digest(key, stored)}, tmp)
     return feats, False

@@ -9,9 +9,10 @@
 The setting changes features and so possibly scores: it is recorded in the run's ``config`` and is
 part of the run digest, but it is not a propagation setting and stays out of the protocol hash.
 Only feature extraction runs under it; propagation's matmuls keep strict float32 (the flags are set
-on entry and restored on exit). On CPU ``tf32`` is the same as ``fp32``, and ``bf16`` is refused:
-CPU autocast to bfloat16 is slower than float32 on most CPUs and gives other numbers, so it would buy
-nothing but a record that does not compare.
+on entry and restored on exit). On CPU both are refused: TF32 does not exist there (a ``tf32`` run
+would compute exactly the ``fp32`` numbers under another name, in a folder and record of its own),
+and CPU autocast to bfloat16 is slower than float32 on most CPUs and gives other numbers, so it would
+buy nothing but a record that does not compare.
 """
 
 from __future__ import annotations
@@ -31,10 +32,16 @@ def check_precision(precision: str, device: torch.device | str | None = None) ->
     """``precision`` if it is known and usable on ``device``; otherwise a :class:`HarnessError` saying why."""
     if precision not in PRECISIONS:
         raise HarnessError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16" and device is not None and torch.device(device).type == "cpu":
+    on_cpu = device is not None and torch.device(device).type == "cpu"
+    if precision == "bf16" and on_cpu:
         raise HarnessError(
             "--precision bf16 is for CUDA devices: on CPU, bfloat16 autocast is slower than float32 and gives "
             "other numbers; use --precision fp32 on CPU"
+        )
+    if precision == "tf32" and on_cpu:
+        raise HarnessError(
+            "--precision tf32 needs a CUDA device: TF32 is a tensor-core mode and does not exist on CPU, where "
+            "the run would compute fp32 numbers under another name; use --precision fp32 on CPU"
         )
     return precision
 

@@ -8,8 +8,13 @@ the same configuration resumes where it stopped; the record is assembled from th
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +28,16 @@ from harness.data.roots import resolve_data_root
 from harness.device import peak_gpu_mib, peak_rss_mib, pick_device, reset_peak_memory, sync
 from harness.engine.propagation import propagate
 from harness.engine.protocol import resolve_protocol
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Terminated
 from harness.io import atomic_write_json, sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
-from harness.resources import results_dir
+from harness.resources import results_dir, results_flag
 from harness.runs.digest import fingerprint_inputs, run_out_dir
 from harness.runs.feature_cache import cached_features
 from harness.runs.frames import SequenceReader
 from harness.runs.inputs import check_method_inputs, check_task_settings
-from harness.runs.outdir import RECORD, claim
+from harness.runs.outdir import RECORD, claim, require_writable_dir
 from harness.runs.precision import check_precision
 from harness.runs.record import code_state, environment, git_state, now_iso
 from harness.runs.schema import SCHEMA_VERSION, validate_record
@@ -81,8 +86,14 @@ class Runner:
         self.resolved = self._resolved_config()
         # data and weights by content, before any compute
         self.inputs = fingerprint_inputs(self.resolved, self.method_entry.facts.weights_sha256)
+        outputs = self.task.outputs + (self.task.visual_outputs if config.visualize else ())
+        self.inputs = replace(self.inputs, identity=replace(self.inputs.identity, outputs=outputs))
         self.out_dir = Path(config.out_dir) if config.out_dir else run_out_dir(
             RUNS_DIR or results_dir(config.results_dir) / "runs", self.resolved, self.inputs)
+        #: the flag a problem with the output folder is about (the user set one of them, or neither)
+        self.out_flag = "--out-dir" if config.out_dir else results_flag(config.results_dir)
+        if not config.out_dir:
+            require_writable_dir(results_dir(config.results_dir), self.out_flag)
 
     def _resolved_config(self) -> dict[str, Any]:
         c = self.config
@@ -99,7 +110,7 @@ class Runner:
         """Claim the output folder (refused before any compute if it is not this run's), then evaluate."""
         if self.shard.sharded:
             return run_sharded(self)
-        with claim(self.out_dir, self.inputs.identity, force=self.config.force) as self.folder:
+        with claim(self.out_dir, self.inputs.identity, force=self.config.force, flag=self.out_flag) as self.folder:
             return self._run_in_folder()
 
     def _run_in_folder(self) -> Path:
@@ -112,47 +123,60 @@ class Runner:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             reset_peak_memory(self.device)
-        method: Method | None = None
+        self.method: Method | None = None
         per_sequence: dict[str, dict[str, Any]] = {}
         timings: dict[str, dict[str, float]] = {}
         visuals: list[str] = []
         bar = tqdm(mine, desc=f"{self.config.method} on {self.task.name}", unit="seq", file=sys.stderr)
-        for name in bar:
-            state, why = load_state(self.folder, name, self.inputs.sequences[name], self.inputs.weights)
-            if why:
-                log(f"recomputing {name}: {why}")
-            if state is None:
-                if method is None:
-                    loading = time.perf_counter()
-                    method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
-                    method = method.to(self.device).set_precision(self.config.precision)
-                    self.model_load_s = time.perf_counter() - loading
-                self.folder.retract_record()
-                before = self.folder.snapshot(name)
-                state = self._run_sequence(method, name, bar)
-                state = save_state(self.folder, name, state, self.inputs.sequences[name], self.inputs.weights,
-                                   self.folder.written_since(name, before))
-            per_sequence[name] = state["scores"]
-            timings[name] = state["timing"]
-            visuals += state.get("visualizations", [])
+        reused = 0
+        with _stop_says_what_is_saved(self.folder.path, per_sequence, len(mine)):
+            for name in bar:
+                state, was_saved = self._sequence_state(name, bar)
+                reused += was_saved
+                per_sequence[name] = state["scores"]
+                timings[name] = state["timing"]
+                visuals += state.get("visualizations", [])
         bar.close()
         self.reader.close()
+        if reused:
+            log(f"resumed: {reused} of {len(mine)} sequences reused from their saved state in "
+                f"{self.folder.path}, {len(mine) - reused} computed")
         per_sequence, timings, visuals = self.shard.gather(self.folder, self.sequences, per_sequence, timings, visuals)
         if not self.shard.is_main:
             return self.out_dir / RECORD  # rank 0 writes it
         start_scoring = time.perf_counter()
         summary = self.task.aggregate(per_sequence)
         aggregate_s = time.perf_counter() - start_scoring
-        if method is None:
-            method = self.method_entry.factory({**self.config.method_config(), "device": "cpu"})
+        method = self.method if self.method is not None else self.method_entry.factory(
+            {**self.config.method_config(), "device": "cpu"})
         record = self._record(method, summary, timings, aggregate_s, started, visuals)
         record["run_digest"], record["data"]["fingerprint"] = self.inputs.identity.digest, self.inputs.data
         path = self.out_dir / RECORD
         self.folder.add([RECORD])  # the manifest lists the record before it exists: the record comes last
         validate_record(record)  # a record the leaderboard would refuse is a runner bug: never write one
         atomic_write_json(path, record)
+        self.folder.add_written(RECORD)
         self._report(summary["metrics"])
         return path.resolve()
+
+    def _sequence_state(self, name: str, bar: tqdm) -> tuple[dict[str, Any], bool]:
+        """Sequence ``name``'s state and whether it was reused: its saved state while that still describes the
+        inputs, else computed now (the method is loaded on the first sequence that needs it)."""
+        state, why = load_state(self.folder, name, self.inputs.sequences[name], self.inputs.weights)
+        if why:
+            log(f"recomputing {name}: {why}")
+        if state is not None:
+            return state, True
+        if self.method is None:
+            loading = time.perf_counter()
+            method = self.method_entry.factory({**self.config.method_config(), "device": str(self.device)})
+            self.method = method.to(self.device).set_precision(self.config.precision)
+            self.model_load_s = time.perf_counter() - loading
+        self.folder.retract_record()
+        before = self.folder.snapshot(name)
+        state = self._run_sequence(self.method, name, bar)
+        return save_state(self.folder, name, state, self.inputs.sequences[name], self.inputs.weights,
+                          self.folder.written_since(name, before)), False
 
     def _run_sequence(self, method: Method, name: str, bar: tqdm) -> dict[str, Any]:
         timer = StageTimer(self.device)
@@ -234,6 +258,29 @@ class Runner:
         shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if v is not None)
         log(f"{self.config.method} on {self.task.name} ({len(self.sequences)} sequences, protocol "
             f"{self.protocol.name}-{self.protocol.hash}): {shown}")
+
+
+@contextmanager
+def _stop_says_what_is_saved(folder: Path, done: dict[str, Any], total: int) -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (saved sequences stay; the CLI exits 143); either way the run says how
+    many sequences were finished and saved, and that rerunning the same command resumes from them."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        what = "SIGTERM" if isinstance(stop, Terminated) else "an interrupt"
+        log(f"stopped by {what}: {len(done)} of {total} sequences finished and saved in {folder}; rerun the "
+            "same command to resume (the saved sequences are reused, the others computed)")
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def run(config: RunConfig) -> Path:

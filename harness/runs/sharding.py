@@ -109,19 +109,20 @@ class Shard:
         if not self.sharded:
             return list(parts)
         gathered: list[Any] = [None] * self.world
-        dist.all_gather_object(gathered, (parts, folder.files))
+        dist.all_gather_object(gathered, (parts, folder.files, folder.hashes))
         if not self.is_main:
             return [type(part)() for part in parts]
         merged: list[Any] = []
         for i, part in enumerate(parts):
             if isinstance(part, list):
-                merged.append([item for rank_parts, _ in gathered for item in rank_parts[i]])
+                merged.append([item for rank_parts, *_ in gathered for item in rank_parts[i]])
                 continue
             union: dict[str, Any] = {}
-            for rank_parts, _ in gathered:
+            for rank_parts, *_ in gathered:
                 union.update(rank_parts[i])
             merged.append({name: union[name] for name in sequences if name in union})
-        folder.add([f for _, files in gathered for f in files])
+        folder.add([f for _, files, _ in gathered for f in files],
+                   {rel: sha for _, _, hashes in gathered for rel, sha in hashes.items()})
         return merged
 
 
@@ -144,7 +145,7 @@ def run_sharded(runner: Runner) -> Path:
     try:
         if shard.is_main:
             try:
-                folder = claim(runner.out_dir, runner.inputs.identity, force=runner.config.force)
+                folder = claim(runner.out_dir, runner.inputs.identity, force=runner.config.force, flag=runner.out_flag)
             except HarnessError as err:
                 _say(shard, str(err))
                 raise

@@ -47,6 +47,12 @@ class Task(ABC):
     layout_help: str = ""
     #: the ``--set task.<key>`` keys the task reads; anything else is refused before a run (None: unchecked)
     settings: tuple[str, ...] | None = None
+    #: where :meth:`write` puts sequence ``{name}``'s files, as globs under the output folder: a run refuses to
+    #: start where a file no run of it wrote lies there (the default, for tasks that do not say: anything
+    #: named after the sequence)
+    outputs: tuple[str, ...] = ("{name}/**/*", "{name}.*")
+    #: the same for :meth:`visualize` (``--visualize``)
+    visual_outputs: tuple[str, ...] = ("visualize/{name}.*",)
 
     def __init__(self, data_root: Path, config: dict[str, Any] | None = None) -> None:
         self.data_root = Path(data_root)

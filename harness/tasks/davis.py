@@ -39,6 +39,8 @@ class DavisTask(Task):
 
     name = "davis"
     settings = ("split",)
+    outputs = ("{name}/*.png",)
+    visual_outputs = ("visualize/{name}.jpg",)
     metric_keys = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
     primary_metric = "J&F-Mean"
     headline_metrics = ("J&F-Mean", "J-Mean", "F-Mean")  # recalls and decays (lower is better) stay in the CSV

@@ -134,6 +134,8 @@ class JhmdbTask(Task):
 
     name = "jhmdb"
     settings = ("resolution",)
+    outputs = ("{name}.npy",)
+    visual_outputs = ("visualize/{name}.png",)
     metric_keys = tuple(metric_key(a) for a in pck.THRESHOLDS)
     primary_metric = "PCK@0.1"
     headline_metrics = ("PCK@0.1", "PCK@0.2")

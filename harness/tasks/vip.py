@@ -75,6 +75,8 @@ class VipTask(Task):
 
     name = "vip"
     settings = ("resolution", "split")
+    outputs = ("{name}/*.png",)
+    visual_outputs = ("visualize/{name}.png",)
     metric_keys = ("mIoU", "pixel_acc")
     primary_metric = "mIoU"
     layout_help = (
