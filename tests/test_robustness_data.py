@@ -86,3 +86,40 @@ def test_content_change_that_keeps_every_file_size_is_noticed(tmp_path, capsys):
     assert fresh["per_object"] != before["per_object"]  # the mirrored frame does change the scores
     assert fresh["data"]["fingerprint"] != before["data"]["fingerprint"]
     assert fresh["run_digest"] != before["run_digest"]
+
+
+# -- 2. silent: predictions that do not pair up with the ground truth's frames ------------------------
+
+
+def test_prediction_files_must_pair_up_with_ground_truth_frames(tmp_path, capsys):
+    """Shifted numbering, a missing first frame or a file for a frame without ground truth is refused,
+    naming the files; --official-frames accepts only what the official evaluator needs; scores go to stdout."""
+    root = davis_root(tmp_path / "davis", frames=6, sequences=("car-shadow",))
+    truth = root / "Annotations" / "480p" / "car-shadow"
+    score = ["score", "--task", "davis", "--data-root", str(root)]
+
+    exact = shutil.copytree(truth, tmp_path / "exact" / "car-shadow").parent
+    code, out, err = run_cli([*score, "--predictions", str(exact)], capsys)
+    assert code == 0, err
+    assert json.loads(out)["J-Mean"] == 1.0 and json.loads(out)["F-Mean"] == 1.0  # the truth scored as itself
+
+    shifted = tmp_path / "shifted" / "car-shadow"
+    shifted.mkdir(parents=True)
+    for path in sorted(truth.glob("*.png")):
+        shutil.copy(path, shifted / f"{int(path.stem) + 1:05d}.png")
+    for flags in ([], ["--official-frames"]):
+        code, out, err = run_cli([*score, "--predictions", str(shifted.parent), *flags], capsys)
+        assert code == 2 and out == ""
+        assert "shifted by +1" in err and f"{shifted}: predictions 00001.png … 00006.png" in err
+
+    (exact / "car-shadow" / "00000.png").unlink()  # no first frame: official tools do not read it
+    (exact / "car-shadow" / "00099.png").write_bytes((truth / "00003.png").read_bytes())  # no such frame
+    code, out, err = run_cli([*score, "--predictions", str(exact)], capsys)
+    assert code == 2 and out == ""
+    assert str(exact / "car-shadow" / "00000.png") in err and str(exact / "car-shadow" / "00099.png") in err
+    code, out, err = run_cli([*score, "--predictions", str(exact), "--official-frames"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["J-Mean"] == 1.0 and str(exact / "car-shadow" / "00099.png") in err  # named as ignored
+    (exact / "car-shadow" / "00002.png").unlink()  # a scored frame: needed by every semantics
+    code, out, err = run_cli([*score, "--predictions", str(exact), "--official-frames"], capsys)
+    assert code == 2 and str(exact / "car-shadow" / "00002.png") in err

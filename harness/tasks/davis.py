@@ -164,11 +164,15 @@ class DavisTask(Task):
             summary[seq] = {"n_objects": len(objects), "J-Mean": j, "F-Mean": f, "J&F-Mean": (j + f) / 2}
         return {"metrics": davis_metrics.global_scores(per_object), "per_sequence": summary, "per_object": per_object}
 
-    def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
+    def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None, *,
+                          official_frames: bool = False) -> dict[str, Any]:
+        """Score written predictions; ``official_frames`` accepts the file sets the official evaluator
+        accepts (no first/last frame, files without ground truth ignored) instead of exactly one per frame."""
         names = sequences if sequences is not None else self.sequences()
         for name in names:
             self._check_ground_truth(name)
-        return davis_metrics.score_folder(self.annotations_dir, Path(pred_dir), names, binary_gt=self.binary_masks)
+        return davis_metrics.score_folder(self.annotations_dir, Path(pred_dir), names, binary_gt=self.binary_masks,
+                                          official_frames=official_frames)
 
     def _check_ground_truth(self, name: str) -> None:
         """Scoring keeps the official semantics, but says when they mislead: unpadded frame names are

@@ -180,6 +180,13 @@ class VipTask(Task):
         per_sequence = {}
         for name in names:
             frames = self.frame_names(name)
+            folder = Path(pred_dir) / name
+            unmatched = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".png" and p.stem not in
+                               set(frames)) if folder.is_dir() else []
+            if unmatched:  # predictions numbered from another first frame would be scored against other frames
+                raise PredictionError(f"{folder}: prediction(s) {', '.join(unmatched[:5])}"
+                                      f"{' …' if len(unmatched) > 5 else ''} name no frame of video {name!r} "
+                                      f"(frames {frames[0]} … {frames[-1]} in {self.images_dir / name})")
             labels = self.read_labels(name, frames)
             confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
             for frame, gt in zip(frames, labels, strict=True):
