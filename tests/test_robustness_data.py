@@ -123,3 +123,43 @@ def test_prediction_files_must_pair_up_with_ground_truth_frames(tmp_path, capsys
     (exact / "car-shadow" / "00002.png").unlink()  # a scored frame: needed by every semantics
     code, out, err = run_cli([*score, "--predictions", str(exact), "--official-frames"], capsys)
     assert code == 2 and str(exact / "car-shadow" / "00002.png") in err
+
+
+# -- 3. silent: `data check` calling valid what `run` refuses or mis-reads ----------------------------
+
+
+def damage_jpeg(path: Path) -> None:
+    """Zero 400 bytes of a real frame's compressed data (a lost disk block): Pillow still decodes it."""
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\xff\xda") + 5000  # inside the scan, past its header
+    data[start:start + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+    Image.open(path).load()  # decodes without a word: the damage is silent to Pillow
+
+
+def upper_case_suffix(frames: Path) -> Path:
+    path = frames / "00003.jpg"
+    return path.rename(frames / "00003.JPG")
+
+
+def folder_named_like_a_frame(frames: Path) -> Path:
+    (frames / "00006.jpg").mkdir()
+    return frames / "00006.jpg"
+
+
+def damaged_jpeg_data(frames: Path) -> Path:
+    damage_jpeg(frames / "00002.jpg")
+    return frames / "00002.jpg"
+
+
+@pytest.mark.parametrize("spoil", [upper_case_suffix, folder_named_like_a_frame, damaged_jpeg_data])
+def test_data_check_and_run_refuse_the_same_files(tmp_path, capsys, spoil):
+    """What `data check --full` calls OK, `run` reads as checked; what one refuses, the other refuses too."""
+    root = davis_root(tmp_path / "davis", frames=6, sequences=("car-shadow",))
+    bad = spoil(root / "JPEGImages" / "480p" / "car-shadow")
+    code, out, _ = run_cli(["data", "check", "davis", "--data-root", str(root), "--full"], capsys)
+    assert code == 1 and str(bad) in out
+    code, out, err = run_cli(["run", "--method", "pixels", "--task", "davis", "--data-root", str(root),
+                              "--out-dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and str(bad) in err
+    assert not (tmp_path / "r" / "record.json").exists()  # nothing scored from the refused data

@@ -3,7 +3,8 @@
 A corrupt frame or a mask in the wrong format otherwise surfaces hours into a run, or never (a
 greyscale 0/255 mask read as "object 255" silently scores near zero). ``require_valid`` is called by
 the runner before a run; ``harness data check`` prints the same report. Every problem is one line
-that starts with the offending file.
+that starts with the offending file. Which files a sequence has and whether a JPEG is intact are
+decided by :mod:`harness.data.rules`, which the task readers apply too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from harness.data.images import (
     unpadded_names,
 )
 from harness.data.roots import resolve_data_root
+from harness.data.rules import sequence_files
 from harness.errors import DataError
 
 #: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising
@@ -129,7 +131,8 @@ def _frames(root: Path, spec: CheckSpec, seq: str, result: _SequenceResult) -> l
     if not folder.is_dir():
         result.problems.append(f"{folder}: frames folder of sequence {seq!r} is missing")
         return []
-    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() == spec.frame_suffix and p.is_file())
+    frames, problems = sequence_files(folder, spec.frame_suffix)
+    result.problems += problems
     if not frames:
         result.problems.append(f"{folder}: sequence {seq!r} has no {spec.frame_suffix} frames")
     problem = unpadded_names([p.stem for p in frames])
@@ -169,7 +172,9 @@ def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str
         result.problems.append(f"{folder}: annotation folder of sequence {seq!r} is missing")
         return result
     suffix = spec.annotation_suffix
-    found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() == suffix and p.is_file()}
+    annotations, problems = sequence_files(folder, suffix)
+    result.problems += problems
+    found = {p.stem: p for p in annotations}
     stems = [f.stem for f in frames]
     wanted = stems if split.annotated == "all" else stems[:1]
     missing = [s for s in wanted if s not in found]

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.data.cards import CheckSpec, find_card
 from harness.data.hashcache import HashCache
+from harness.data.rules import sequence_files
 from harness.errors import DataError
 from harness.io import sha256_file
 
@@ -40,9 +41,7 @@ def _files(path: Path, suffix: str) -> list[Path]:
     """The files a task reads at ``path``: the file itself, or a folder's files with ``suffix``."""
     if path.is_file():
         return [path]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == suffix)
-    return []
+    return sequence_files(path, suffix)[0]
 
 
 def sequence_fingerprint(task: str, root: str | Path, name: str, cache: HashCache | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from harness.data.cards import task_split
 from harness.data.images import davis_palette, object_ids_problem, unpadded_names
+from harness.data.rules import sequence_files
 from harness.errors import DataError
 from harness.io import atomic_path
 from harness.metrics import davis as davis_metrics
@@ -71,8 +72,10 @@ class DavisTask(Task):
         return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(path))
 
     def load(self, name: str) -> Sequence:
-        frame_paths = sorted(self.frames_dir.joinpath(name).glob("*.jpg"))
-        annotation_paths = sorted(self.annotations_dir.joinpath(name).glob("*.png"))
+        frame_paths, problems = sequence_files(self.frames_dir / name, ".jpg")
+        annotation_paths, more = sequence_files(self.annotations_dir / name, ".png")
+        if problems or more:
+            raise DataError(f"sequence {name!r}:\n" + "\n".join(f"  {line}" for line in problems + more))
         if not frame_paths:
             raise DataError(f"sequence {name!r} has no frames: no *.jpg in {self.frames_dir / name}")
         if not annotation_paths:

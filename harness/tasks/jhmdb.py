@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from harness.data.cards import task_split
+from harness.data.rules import sequence_files
 from harness.engine.protocol import Protocol
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
@@ -207,7 +208,9 @@ class JhmdbTask(Task):
         folder = self.frames_dir / name
         if not folder.is_dir():
             raise DataError(f"clip {name!r}: frame folder {folder} is missing")
-        paths = sorted(folder.glob("*.png"))
+        paths, problems = sequence_files(folder, ".png")
+        if problems:
+            raise DataError(f"clip {name!r}:\n" + "\n".join(f"  {line}" for line in problems))
         if not paths:
             raise DataError(f"clip {name!r}: no *.png frames in {folder}")
         return paths

@@ -33,6 +33,7 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
+from harness.data.rules import sequence_files
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
 from harness.metrics import miou
@@ -110,7 +111,10 @@ class VipTask(Task):
         folder = self.images_dir / name
         if not folder.is_dir():
             raise DataError(f"video {name!r}: image folder {folder} is missing")
-        stems = natsorted(p.stem for p in folder.glob("*.jpg"))
+        files, problems = sequence_files(folder, ".jpg")
+        if problems:
+            raise DataError(f"video {name!r}:\n" + "\n".join(f"  {line}" for line in problems))
+        stems = natsorted(p.stem for p in files)
         if not stems:
             raise DataError(f"video {name!r}: no *.jpg frames in {folder}")
         return stems
