@@ -163,3 +163,28 @@ def test_data_check_and_run_refuse_the_same_files(tmp_path, capsys, spoil):
                               "--out-dir", str(tmp_path / "r")], capsys)
     assert code == 2 and str(bad) in err
     assert not (tmp_path / "r" / "record.json").exists()  # nothing scored from the refused data
+
+
+# -- 4. traceback/hang: protocol values past what the data allows ------------------------------------
+
+
+def test_protocol_values_past_the_data_are_fitted_or_refused_before_computing(tmp_path, capsys):
+    """Context and radius past the video's bounds give the labels of the bound (no hang, no overflow);
+    a top-k above every node there is is refused before anything is computed."""
+    root = davis_root(tmp_path / "davis", frames=4, sequences=("car-shadow",))
+    base = ["run", "--method", "pixels", "--task", "davis", "--data-root", str(root)]
+
+    def per_object(name: str, *sets: str) -> dict:
+        code, _, err = run_cli([*base, "--out-dir", str(tmp_path / name), *[f"--set={s}" for s in sets]], capsys)
+        assert code == 0, err
+        return json.loads((tmp_path / name / "record.json").read_text())["per_object"]
+
+    # 854x480 frames at stride 8: a 107x60 grid, whose farthest offsets are sqrt(106² + 59²) = 121.3 cells
+    # apart, so a disk of radius 125 already admits every offset, as a radius of 1e300 does
+    assert per_object("huge-radius", "protocol.radius=1e300") == per_object("all-offsets", "protocol.radius=125")
+    # 4 frames, top-10: the queue past frame 0 holds copies of frame 0 that count at most 10 times
+    assert per_object("huge-context", "protocol.context=100000000000") == per_object("context-13", "protocol.context=13")
+    code, _, err = run_cli([*base, "--out-dir", str(tmp_path / "huge-topk"), "--set", "protocol.topk=1000000000000"],
+                           capsys)
+    assert code == 2 and "protocol.topk=1000000000000" in err
+    assert not (tmp_path / "huge-topk").exists()

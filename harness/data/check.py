@@ -45,6 +45,9 @@ class CheckReport:
     annotations: int = 0
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: frames of the longest sequence and the largest first frame (width, height): what a protocol can reach
+    longest: int = 0
+    largest: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -52,6 +55,7 @@ class _SequenceResult:
     frames: int = 0
     annotations: int = 0
     problems: list[str] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
 
 
 def check_dataset(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None,
@@ -60,11 +64,14 @@ def check_dataset(task: str, root: Path, sequences: list[str] | None = None, *, 
     return run_check(task, root, sequences, split=split, full=full).problems
 
 
-def require_valid(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None) -> None:
-    """Raise :class:`DataError` with the report when the data at ``root`` is not usable for ``task``."""
+def require_valid(task: str, root: Path, sequences: list[str] | None = None, *,
+                  split: str | None = None) -> CheckReport:
+    """Raise :class:`DataError` with the report when the data at ``root`` is not usable for ``task``;
+    return the report otherwise."""
     report = run_check(task, root, sequences, split=split)
     if report.problems:
         raise DataError(format_problems(report, limit=REPORT_LINES))
+    return report
 
 
 def format_problems(report: CheckReport, limit: int | None = None) -> str:
@@ -114,6 +121,8 @@ def run_check(task: str, root: Path, sequences: list[str] | None = None, *, spli
             report.frames += result.frames
             report.annotations += result.annotations
             report.problems += result.problems
+            report.longest = max(report.longest, result.frames)
+            report.largest = max(report.largest, result.size, key=lambda size: size[0] * size[1])
     report.seconds = time.perf_counter() - started
     return report
 
@@ -152,7 +161,7 @@ def _probe_frames(frames: list[Path], full: bool, result: _SequenceResult) -> di
     result.frames += len(frames)
     if sizes:
         first_stem = next(iter(sizes))
-        first = sizes[first_stem]
+        first = result.size = sizes[first_stem]
         for frame in frames:
             size = sizes.get(frame.stem)
             if size is not None and size != first:
