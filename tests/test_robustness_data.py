@@ -188,3 +188,48 @@ def test_protocol_values_past_the_data_are_fitted_or_refused_before_computing(tm
                            capsys)
     assert code == 2 and "protocol.topk=1000000000000" in err
     assert not (tmp_path / "huge-topk").exists()
+
+
+# -- 5. traceback: a file posing as a MATLAB annotation ----------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"joints: see the video", b"0123456789 " * 5, b"", bytes(range(256)) * 2])
+def test_file_posing_as_a_mat_annotation_is_named_by_check_and_run(tmp_path, capsys, content):
+    """Whatever scipy raises for a file that is not a .mat file, check and run name the file and exit cleanly."""
+    root = Path(shutil.copytree(REPO / "datasets" / "sample" / "jhmdb", tmp_path / "jhmdb"))
+    mat = next(root.glob("joint_positions/*/*/joint_positions.mat"))
+    clip = mat.parent.relative_to(root / "joint_positions").as_posix()
+    mat.write_bytes(content)
+    code, out, _ = run_cli(["data", "check", "jhmdb", "--data-root", str(root), "--sequences", clip], capsys)
+    assert code == 1 and f"{mat}: unreadable .mat file" in out
+    code, _, err = run_cli(["run", "--method", "pixels", "--task", "jhmdb", "--data-root", str(root), "--sequences", clip,
+                            "--set", "task.resolution=96", "--out-dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and f"{mat}: unreadable .mat file" in err and "Traceback" not in err
+
+
+# -- 6. message: byte-order marks in split lists -------------------------------------------------------
+
+
+def test_split_list_encodings_are_read_or_refused_by_name(tmp_path, capsys):
+    """A list saved by Windows Notepad (UTF-8 BOM, CRLF) reads as its names for check and run alike;
+    a UTF-16 list or a BOM inside the list is refused, calling it what it is."""
+    from harness.registry import get_task
+
+    root = davis_root(tmp_path / "davis", frames=3)
+    listing = root / "ImageSets" / "2017" / "val.txt"
+    listing.write_bytes(b"\xef\xbb\xbfcar-shadow\r\nmotocross-jump\r\n")
+    code, out, err = run_cli(["data", "check", "davis", "--data-root", str(root)], capsys)
+    assert code == 0 and "2 sequences" in out, out + err
+    assert get_task("davis").factory(root, {}).sequences() == ["car-shadow", "motocross-jump"]
+    vip = Path(shutil.copytree(REPO / "datasets" / "sample" / "vip", tmp_path / "vip"))
+    vip_list = vip / "lists" / "val_videos.txt"
+    names = vip_list.read_text().split()
+    vip_list.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(names).encode())
+    assert get_task("vip").factory(vip, {}).sequences() == names
+
+    listing.write_bytes("car-shadow\nmotocross-jump\n".encode("utf-16"))
+    code, out, _ = run_cli(["data", "check", "davis", "--data-root", str(root)], capsys)
+    assert code == 1 and str(listing) in out and "UTF-16" in out and "byte-order mark" in out
+    listing.write_bytes(b"car-shadow\n\xef\xbb\xbfmotocross-jump\n")  # two files joined
+    code, out, _ = run_cli(["data", "check", "davis", "--data-root", str(root)], capsys)
+    assert code == 1 and str(listing) in out and "line 2" in out and "byte-order mark" in out

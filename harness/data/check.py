@@ -26,7 +26,7 @@ from harness.data.images import (
     unpadded_names,
 )
 from harness.data.roots import resolve_data_root
-from harness.data.rules import sequence_files
+from harness.data.rules import read_mat, sequence_files
 from harness.errors import DataError
 
 #: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising
@@ -228,18 +228,10 @@ def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq:
         result.problems.append(f"{mat}: joint annotation of clip {seq!r} is missing")
         return result
     result.annotations += 1
-    import scipy.io  # only for keypoint data: importing it costs seconds that mask datasets need not pay
-
     try:
-        present = {name for name, _, _ in scipy.io.whosmat(mat)}
-        absent = [k for k in spec.mat_keys if k not in present]
-        if absent:
-            result.problems.append(f"{mat}: missing key(s) {', '.join(absent)} (keys present: "
-                                   f"{', '.join(sorted(present)) or 'none'})")
-            return result
-        content = scipy.io.loadmat(mat, variable_names=list(spec.mat_keys))
-    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
-        result.problems.append(f"{mat}: unreadable .mat file ({type(err).__name__}: {err})")
+        content = read_mat(mat, spec.mat_keys)
+    except DataError as err:
+        result.problems.append(str(err))
         return result
     key = spec.mat_keys[0]
     shape = content[key].shape

@@ -1,13 +1,16 @@
 """The rules a sequence's files must meet, in one place: ``harness data check`` and the task readers a
 run uses both apply them, so the check cannot call valid what a run refuses or reads differently.
 
-Two rules: which entries of a sequence's folder are its frames (or label maps), and whether a JPEG's
-compressed data is intact.
+Three rules: which entries of a sequence's folder are its frames (or label maps), whether a JPEG's
+compressed data is intact, and how a MATLAB annotation file is read.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError
 
 
 def sequence_files(folder: Path, suffix: str) -> tuple[list[Path], list[str]]:
@@ -69,3 +72,24 @@ def jpeg_damage(data: bytes) -> str | None:
     except ValueError as err:
         return str(err).strip()
     return None
+
+
+def read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The arrays ``keys`` of the MATLAB file ``path`` (``scipy.io.loadmat``'s dict).
+
+    Raises :class:`DataError` naming the file when it is not a readable .mat file or lacks a key:
+    scipy fails on a file that is not one with assorted exception types (``MatReadError``,
+    ``ValueError``, an ``IndexError`` for a short text file), none of which says so.
+    """
+    import scipy.io  # only for keypoint data: importing it costs seconds that mask datasets need not pay
+
+    try:
+        present = {name for name, _, _ in scipy.io.whosmat(path)}
+        absent = [key for key in keys if key not in present]
+        if not absent:
+            return scipy.io.loadmat(path, variable_names=list(keys))
+    except Exception as err:  # see above: any failure of the parser means the file is not a usable .mat
+        raise DataError(f"{path}: unreadable .mat file, not a MATLAB file scipy can read ({type(err).__name__}: "
+                        f"{err}); replace it with the benchmark's original file") from err
+    raise DataError(f"{path} has no {', '.join(repr(k) for k in absent)} array (keys present: "
+                    f"{', '.join(sorted(present)) or 'none'})")

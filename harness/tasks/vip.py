@@ -33,6 +33,7 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
+from harness.data.cards import task_split
 from harness.data.rules import sequence_files
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
@@ -100,10 +101,11 @@ class VipTask(Task):
 
     # -- reading -----------------------------------------------------------------------------
     def sequences(self) -> list[str]:
-        split = self.data_root / "lists" / f"{self.split}_videos.txt"
-        if not split.is_file():
-            raise DataError(f"split file {split} is missing.\n{self.layout_help}")
-        names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+        """The split's names, read from the list file the dataset card names (the reader data check uses)."""
+        try:
+            names, split = task_split(self.name, self.data_root, self.split)
+        except DataError as err:
+            raise DataError(f"{err}\n{self.layout_help}") from None
         return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(split))
 
     def frame_names(self, name: str) -> list[str]:
