@@ -128,25 +128,31 @@ def require_fits(protocol: Protocol, frames: int, width: int, height: int) -> No
 def fit_to_video(protocol: Protocol, frames: int, height: int, width: int) -> Protocol:
     """The protocol as it acts on a video of ``frames`` frames and a ``height`` x ``width`` feature grid.
 
-    A ``--set`` value past what any video allows (``context=10**11``, ``topk=10**12``, ``radius=1e300``)
-    would otherwise hang, exhaust memory or overflow; it is lowered here, before anything is computed,
-    to the bound of the video, which gives the same labels:
+    A ``--set`` value past what any video allows (``context=10**11``, ``radius=1e300``) would otherwise
+    hang, exhaust memory or overflow; it is lowered here, before anything is computed, to the bound of
+    the video, which gives the same labels:
 
     - ``radius`` above ``height + width``: a disk or square that large already admits every offset;
-    - ``topk`` above ``(min(context, frames - 1) + 1) · height · width``: no target sees more nodes;
     - ``context`` above ``frames - 1``: the queue holds nothing more, except copies of frame 0 with
-      ``pad_with_first``, and those count at most ``topk`` times (see ``context_slots``), so
-      ``frames - 1 + topk`` slots are as many as any larger number.
+      ``pad_with_first``, and a node counts at most ``topk`` times among the candidates, so
+      ``frames - 1 + topk`` slots are as many as any larger number;
+    - ``topk`` above the most candidates any target has (its context slots, each counted at most
+      ``topk`` times, times the grid's cells): every candidate is taken either way.
 
     Values within these bounds are returned unchanged (the same object), and the recorded protocol (its
     settings and hash) is always the one the user asked for.
     """
+    from harness.engine.window import context_slots  # the engine's own slot rule, so the bound is exact
+
     radius = min(protocol.radius, float(height + width))
-    topk = min(protocol.topk, (min(protocol.context, frames - 1) + 1) * height * width)
-    context = min(protocol.context, frames - 1 + (topk if protocol.pad_with_first else 0))
+    context = min(protocol.context, frames - 1 + (protocol.topk if protocol.pad_with_first else 0))
+    fitted = replace(protocol, radius=radius, context=context)
+    candidates = max((sum(min(count, protocol.topk) for _, _, count in context_slots(t, fitted))
+                      for t in range(1, frames)), default=1) * height * width
+    topk = min(protocol.topk, candidates)
     if (radius, topk, context) == (protocol.radius, protocol.topk, protocol.context):
         return protocol
-    return replace(protocol, radius=radius, topk=topk, context=context)
+    return replace(fitted, topk=topk)
 
 
 def protocol_families() -> list[str]:
