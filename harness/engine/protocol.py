@@ -132,7 +132,9 @@ def fit_to_video(protocol: Protocol, frames: int, height: int, width: int) -> Pr
     hang, exhaust memory or overflow; it is lowered here, before anything is computed, to the bound of
     the video, which gives the same labels:
 
-    - ``radius`` above ``height + width``: a disk or square that large already admits every offset;
+    - ``radius`` above ``height + width``: a disk or square that large already admits every offset; a
+      radius below 1 admits only a node's own cell, as 0.5 does (a tiny one, 1e-300, would square to 0
+      and admit not even that);
     - ``context`` above ``frames - 1``: the queue holds nothing more, except copies of frame 0 with
       ``pad_with_first``, and a node counts at most ``topk`` times among the candidates, so
       ``frames - 1 + topk`` slots are as many as any larger number;
@@ -144,7 +146,7 @@ def fit_to_video(protocol: Protocol, frames: int, height: int, width: int) -> Pr
     """
     from harness.engine.window import context_slots  # the engine's own slot rule, so the bound is exact
 
-    radius = min(protocol.radius, float(height + width))
+    radius = 0.5 if protocol.radius < 1 else min(protocol.radius, float(height + width))
     context = min(protocol.context, frames - 1 + (protocol.topk if protocol.pad_with_first else 0))
     fitted = replace(protocol, radius=radius, context=context)
     candidates = max((sum(min(count, protocol.topk) for _, _, count in context_slots(t, fitted))
