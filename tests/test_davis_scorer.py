@@ -382,7 +382,7 @@ def test_first_and_last_prediction_frames_are_not_needed(small_dataset) -> None:
     gt_dir, pred_dir, data = small_dataset
     (pred_dir / "beta" / "00000.png").unlink()
     (pred_dir / "beta" / "00003.png").unlink()
-    assert "beta_1" in score_folder(gt_dir, pred_dir, ["beta"], progress=False)["per_object"]
+    assert "beta_1" in score_folder(gt_dir, pred_dir, ["beta"], progress=False, official_frames=True)["per_object"]
 
 
 def test_wrong_size_names_the_file(small_dataset) -> None:

@@ -28,12 +28,13 @@ def copy(tmp_path: Path) -> Path:
 
 
 def test_sequence_fingerprint_matches_a_hand_listing():
-    """Names relative to the root, sizes of the frames, sha256 of the annotation bytes — nothing else."""
+    """Names relative to the root, sizes and sha256 of the frame and annotation bytes — nothing else."""
     fp = sequence_fingerprint("davis", SAMPLE, "car-shadow")
     frames = sorted((SAMPLE / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg"))
     masks = sorted((SAMPLE / "Annotations" / "480p" / "car-shadow").glob("*.png"))
     assert len(frames) == 40
-    assert fp["frames"] == [[f"JPEGImages/480p/car-shadow/{p.name}", os.path.getsize(p)] for p in frames]
+    assert fp["frames"] == [[f"JPEGImages/480p/car-shadow/{p.name}", os.path.getsize(p),
+                             hashlib.sha256(p.read_bytes()).hexdigest()] for p in frames]
     assert fp["annotations"] == [[f"Annotations/480p/car-shadow/{p.name}", os.path.getsize(p),
                                   hashlib.sha256(p.read_bytes()).hexdigest()] for p in masks]
 
@@ -82,7 +83,7 @@ def test_jhmdb_layout_hashes_the_mat_file(tmp_path):
     mat = root / "joint_positions" / clip / "joint_positions.mat"
     mat.write_bytes(b"joints-1")
     fp = sequence_fingerprint("jhmdb", root, clip)
-    assert fp == {"frames": [["Rename_Images/walk/clip_a/00001.png", 10]],
+    assert fp == {"frames": [["Rename_Images/walk/clip_a/00001.png", 10, hashlib.sha256(b"x" * 10).hexdigest()]],
                   "annotations": [["joint_positions/walk/clip_a/joint_positions.mat", 8,
                                    hashlib.sha256(b"joints-1").hexdigest()]]}
     before = sequence_digest("jhmdb", root, clip)

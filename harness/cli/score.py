@@ -31,6 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="write the scores as JSON here")
     parser.add_argument("--scorer", choices=("harness", "official"), default="harness",
                         help="official = cross-check with davis2017-evaluation (DAVIS only; installed separately)")
+    parser.add_argument("--official-frames", action="store_true",
+                        help="DAVIS: accept what the official evaluator accepts — no prediction for the first and "
+                        "last frame, files for frames without ground truth ignored (listed); by default "
+                        "predictions must name exactly the ground truth's frames")
     parser.set_defaults(func=main)
 
 
@@ -60,17 +64,25 @@ def main(args: argparse.Namespace) -> int:
     task.config["protocol"] = resolve_protocol(args.protocol, entry.name, overrides["protocol"],
                                                task.protocol_defaults(args.protocol))
     names = task.sequences()
+    davis = entry.name in ("davis", "davis2016")
+    if args.official_frames and not davis:
+        raise HarnessError("--official-frames exists for the DAVIS tasks only (the others score every frame)")
     if args.scorer == "official":
-        if entry.name not in ("davis", "davis2016"):
+        if not davis:
             raise HarnessError("--scorer official exists for the DAVIS tasks only")
+        from harness.metrics.davis import require_matching_predictions
         from harness.metrics.davis_official import official_scores
 
+        require_matching_predictions(task.annotations_dir, args.predictions, names,
+                                     official_frames=args.official_frames)
         result = official_scores(root, args.predictions, names)
+    elif args.official_frames:
+        result = task.score_predictions(args.predictions, names, official_frames=True)
     else:
         result = task.score_predictions(args.predictions, names)
     shown = {k: round(v, 6) for k, v in result["metrics"].items() if v is not None}
-    print(json.dumps(shown, indent=1), file=sys.stderr)
+    print(json.dumps(shown, indent=1))  # the answer goes to stdout; notes and warnings go to stderr
     if args.out:
         atomic_write_json(args.out, result)
-        print(args.out.resolve())
+        print(f"scores written to {args.out.resolve()}", file=sys.stderr)
     return 0

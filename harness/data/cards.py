@@ -8,6 +8,7 @@ download or a run.
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ LABEL_FORMATS = ("davis-palette", "binary", "class-ids", "jhmdb-mat")
 LIST_FORMATS = ("names", "davis-frame-pairs", "jhmdb-official")
 ANNOTATED = ("all", "first")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+BOM = "\ufeff"
 
 
 class CardError(HarnessError):
@@ -338,7 +340,21 @@ def read_split(root: Path, split: Split) -> tuple[list[str] | None, list[str]]:
 
 
 def _lines(path: Path) -> list[str]:
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    """The names of a list file, read as UTF-8.
+
+    A UTF-8 byte-order mark at the start (Windows Notepad writes one) is not part of the first name
+    and is dropped; one anywhere else (files joined together) or a UTF-16 file is refused, saying so,
+    since either would otherwise become an invisible character of a sequence name.
+    """
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: split list is UTF-16 text (it starts with a UTF-16 byte-order mark); "
+                        "save it as UTF-8")
+    lines = [ln.strip() for ln in raw.decode("utf-8-sig").splitlines()]
+    for number, line in enumerate(lines, 1):
+        if BOM in line:
+            raise DataError(f"{path}: line {number} holds a byte-order mark (U+FEFF) inside the list, as when "
+                            "files are joined together; remove it")
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 

@@ -3,7 +3,8 @@
 A corrupt frame or a mask in the wrong format otherwise surfaces hours into a run, or never (a
 greyscale 0/255 mask read as "object 255" silently scores near zero). ``require_valid`` is called by
 the runner before a run; ``harness data check`` prints the same report. Every problem is one line
-that starts with the offending file.
+that starts with the offending file. Which files a sequence has and whether a JPEG is intact are
+decided by :mod:`harness.data.rules`, which the task readers apply too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from harness.data.images import (
     unpadded_names,
 )
 from harness.data.roots import resolve_data_root
+from harness.data.rules import read_mat, sequence_files
 from harness.errors import DataError
 
 #: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising
@@ -43,6 +45,9 @@ class CheckReport:
     annotations: int = 0
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: frames of the longest sequence and the largest first frame (width, height): what a protocol can reach
+    longest: int = 0
+    largest: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class _SequenceResult:
     frames: int = 0
     annotations: int = 0
     problems: list[str] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
 
 
 def check_dataset(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None,
@@ -58,11 +64,14 @@ def check_dataset(task: str, root: Path, sequences: list[str] | None = None, *, 
     return run_check(task, root, sequences, split=split, full=full).problems
 
 
-def require_valid(task: str, root: Path, sequences: list[str] | None = None, *, split: str | None = None) -> None:
-    """Raise :class:`DataError` with the report when the data at ``root`` is not usable for ``task``."""
+def require_valid(task: str, root: Path, sequences: list[str] | None = None, *,
+                  split: str | None = None) -> CheckReport:
+    """Raise :class:`DataError` with the report when the data at ``root`` is not usable for ``task``;
+    return the report otherwise."""
     report = run_check(task, root, sequences, split=split)
     if report.problems:
         raise DataError(format_problems(report, limit=REPORT_LINES))
+    return report
 
 
 def format_problems(report: CheckReport, limit: int | None = None) -> str:
@@ -112,6 +121,8 @@ def run_check(task: str, root: Path, sequences: list[str] | None = None, *, spli
             report.frames += result.frames
             report.annotations += result.annotations
             report.problems += result.problems
+            report.longest = max(report.longest, result.frames)
+            report.largest = max(report.largest, result.size, key=lambda size: size[0] * size[1])
     report.seconds = time.perf_counter() - started
     return report
 
@@ -129,7 +140,8 @@ def _frames(root: Path, spec: CheckSpec, seq: str, result: _SequenceResult) -> l
     if not folder.is_dir():
         result.problems.append(f"{folder}: frames folder of sequence {seq!r} is missing")
         return []
-    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() == spec.frame_suffix and p.is_file())
+    frames, problems = sequence_files(folder, spec.frame_suffix)
+    result.problems += problems
     if not frames:
         result.problems.append(f"{folder}: sequence {seq!r} has no {spec.frame_suffix} frames")
     problem = unpadded_names([p.stem for p in frames])
@@ -149,7 +161,7 @@ def _probe_frames(frames: list[Path], full: bool, result: _SequenceResult) -> di
     result.frames += len(frames)
     if sizes:
         first_stem = next(iter(sizes))
-        first = sizes[first_stem]
+        first = result.size = sizes[first_stem]
         for frame in frames:
             size = sizes.get(frame.stem)
             if size is not None and size != first:
@@ -169,7 +181,9 @@ def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str
         result.problems.append(f"{folder}: annotation folder of sequence {seq!r} is missing")
         return result
     suffix = spec.annotation_suffix
-    found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() == suffix and p.is_file()}
+    annotations, problems = sequence_files(folder, suffix)
+    result.problems += problems
+    found = {p.stem: p for p in annotations}
     stems = [f.stem for f in frames]
     wanted = stems if split.annotated == "all" else stems[:1]
     missing = [s for s in wanted if s not in found]
@@ -214,18 +228,10 @@ def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq:
         result.problems.append(f"{mat}: joint annotation of clip {seq!r} is missing")
         return result
     result.annotations += 1
-    import scipy.io  # only for keypoint data: importing it costs seconds that mask datasets need not pay
-
     try:
-        present = {name for name, _, _ in scipy.io.whosmat(mat)}
-        absent = [k for k in spec.mat_keys if k not in present]
-        if absent:
-            result.problems.append(f"{mat}: missing key(s) {', '.join(absent)} (keys present: "
-                                   f"{', '.join(sorted(present)) or 'none'})")
-            return result
-        content = scipy.io.loadmat(mat, variable_names=list(spec.mat_keys))
-    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
-        result.problems.append(f"{mat}: unreadable .mat file ({type(err).__name__}: {err})")
+        content = read_mat(mat, spec.mat_keys)
+    except DataError as err:
+        result.problems.append(str(err))
         return result
     key = spec.mat_keys[0]
     shape = content[key].shape

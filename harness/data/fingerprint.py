@@ -2,9 +2,10 @@
 
 A result belongs to the data and checkpoint it was computed from, not to the paths they had: a
 checkpoint retrained in place or a dataset re-downloaded under the same root must not inherit old
-scores. The fingerprint is cheap enough to take before every run — frames by relative name and size,
-annotations (small, and where a silent edit changes the ground truth) by the sha256 of their bytes —
-and ignores modification times, which change on every clone and copy.
+scores, and a frame replaced by another of the same size must not either. Every file — frames and
+annotations — counts by its name relative to the root, its size and the sha256 of its bytes; the
+fingerprint ignores modification times, which change on every clone and copy. Hashes are remembered
+per file (:mod:`harness.data.hashcache`), so a rerun on unchanged data reads no frame again.
 
 The file layout per sequence comes from the task's dataset card (``check.frames`` /
 ``check.annotations``), so every task is fingerprinted the same way. ``harness.data.identify`` uses
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.cards import CheckSpec, find_card
+from harness.data.hashcache import HashCache
+from harness.data.rules import sequence_files
 from harness.errors import DataError
 from harness.io import sha256_file
 
@@ -38,25 +41,26 @@ def _files(path: Path, suffix: str) -> list[Path]:
     """The files a task reads at ``path``: the file itself, or a folder's files with ``suffix``."""
     if path.is_file():
         return [path]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == suffix)
-    return []
+    return sequence_files(path, suffix)[0]
 
 
-def sequence_fingerprint(task: str, root: str | Path, name: str) -> dict[str, Any]:
+def sequence_fingerprint(task: str, root: str | Path, name: str, cache: HashCache | None = None) -> dict[str, Any]:
     """Content facts of one sequence of ``task`` under ``root``, as plain JSON.
 
-    ``{"frames": [[relative name, size], ...], "annotations": [[relative name, size, sha256], ...]}``;
-    names are relative to ``root``, so a copy of the data elsewhere has the same fingerprint.
+    ``{"frames": [[relative name, size, sha256], ...], "annotations": [[relative name, size, sha256], ...]}``;
+    names are relative to ``root``, so a copy of the data elsewhere has the same fingerprint. ``cache``
+    supplies the hashes of files unchanged since they were last hashed.
     """
     root = Path(root)
     spec = _spec(task)
     frames = _files(root / spec.frames.format(sequence=name), spec.frame_suffix)
     annotations = _files(root / spec.annotations.format(sequence=name), spec.annotation_suffix)
-    return {
-        "frames": [[p.relative_to(root).as_posix(), p.stat().st_size] for p in frames],
-        "annotations": [[p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p)] for p in annotations],
-    }
+    return {"frames": [_facts(root, p, cache) for p in frames], "annotations": [_facts(root, p, cache) for p in annotations]}
+
+
+def _facts(root: Path, path: Path, cache: HashCache | None) -> list:
+    key = path.relative_to(root).as_posix()
+    return [key, path.stat().st_size, cache.sha256(path, key) if cache is not None else sha256_file(path)]
 
 
 def digest(payload: Any) -> str:
@@ -71,15 +75,19 @@ def sequence_digest(task: str, root: str | Path, name: str) -> str:
 
 
 def data_fingerprints(task: str, root: str | Path, names: Iterable[str]) -> dict[str, str]:
-    """:func:`sequence_digest` of each named sequence, in the given order."""
-    return {name: sequence_digest(task, root, name) for name in names}
+    """:func:`sequence_digest` of each named sequence, in the given order (file hashes cached per root)."""
+    cache = HashCache(root)
+    try:
+        return {name: digest(sequence_fingerprint(task, root, name, cache)) for name in names}
+    finally:
+        cache.save()
 
 
 def data_fingerprint(task: str, root: str | Path, names: Iterable[str] | None = None,
                      per_sequence: dict[str, str] | None = None) -> str:
     """One sha256 for the data of ``names`` (order matters: it is the evaluation order).
 
-    Pass ``per_sequence`` (from :func:`data_fingerprints`) to avoid hashing the annotations twice.
+    Pass ``per_sequence`` (from :func:`data_fingerprints`) to avoid hashing the files twice.
     """
     if per_sequence is None:
         if names is None:

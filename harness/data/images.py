@@ -16,6 +16,8 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
+from harness.data.rules import DamagedJpeg, check_jpeg
+
 _TAIL = 1024
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 
@@ -70,12 +72,16 @@ class ImageInfo:
 def probe_image(path: Path, decode: bool = False) -> ImageInfo:
     """Header facts of an image; decodes it when asked or when its end marker is missing.
 
-    Raises ``OSError`` (or another Pillow read error) for an unreadable or truncated file.
+    Raises ``OSError`` (or another Pillow read error) for an unreadable or truncated file, and
+    :class:`DamagedJpeg` (a ``ValueError``) for a decoded JPEG whose compressed data is damaged (the
+    rule a run's reader applies too).
     """
     with Image.open(path) as image:
         info = ImageInfo(image.size, image.mode)
         if decode or not _has_end_marker(path, image.format):
             image.load()
+            if image.format == "JPEG":
+                check_jpeg(path.read_bytes())
     return info
 
 
@@ -90,6 +96,8 @@ def _has_end_marker(path: Path, fmt: str | None) -> bool:
 
 
 def read_error(err: BaseException) -> str:
+    if isinstance(err, DamagedJpeg):
+        return str(err)
     return f"unreadable or truncated image ({type(err).__name__}: {err})"
 
 

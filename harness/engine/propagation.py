@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.engine import batched
-from harness.engine.protocol import Protocol, resolve_protocol
+from harness.engine.protocol import Protocol, fit_to_video, resolve_protocol
 from harness.engine.window import context_slots, window_admits, window_reach
 from harness.errors import HarnessError, MethodError
 
@@ -401,6 +401,7 @@ def propagate(
     protocol = resolve_protocol(protocol) if isinstance(protocol, str) else protocol
     _check_inputs(features, first_labels)
     T, C, h, w = features.shape
+    protocol = fit_to_video(protocol, T, h, w)  # out-of-range settings lowered to the video's bounds
     K, N = first_labels.shape[0], h * w
     labels = features.new_zeros(T, K, N)
     labels[0] = first_labels.reshape(K, N).to(labels)

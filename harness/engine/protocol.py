@@ -106,6 +106,57 @@ _TASK_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+def require_fits(protocol: Protocol, frames: int, width: int, height: int) -> None:
+    """Refuse, before anything is computed, a ``topk`` above the nodes any target of the data can see.
+
+    ``frames`` and ``width`` x ``height`` are the longest sequence and the largest frame: a target sees
+    at most ``min(context, frames - 1) + 1`` frames of at most ``max(width, height)²`` cells each (tasks
+    may resize frames to a square of the longer side; a feature grid has no more cells than pixels).
+    Taking the top-k of everything there is would be the same as this bound, but slower by orders of
+    magnitude than any published protocol, so a value above it is taken for a mistake. ``context`` and
+    ``radius`` need no refusal: :func:`fit_to_video` lowers them at no cost to the labels.
+    """
+    if frames < 1:
+        return
+    nodes = (min(protocol.context, frames - 1) + 1) * max(width, height) ** 2
+    if protocol.topk > nodes:
+        raise HarnessError(f"protocol.topk={protocol.topk} is more than the {nodes} nodes a target can see in this "
+                           f"data ({min(protocol.context, frames - 1) + 1} context frames of at most "
+                           f"{max(width, height)}x{max(width, height)} cells); the crw and dino families use 10 and 5")
+
+
+def fit_to_video(protocol: Protocol, frames: int, height: int, width: int) -> Protocol:
+    """The protocol as it acts on a video of ``frames`` frames and a ``height`` x ``width`` feature grid.
+
+    A ``--set`` value past what any video allows (``context=10**11``, ``radius=1e300``) would otherwise
+    hang, exhaust memory or overflow; it is lowered here, before anything is computed, to the bound of
+    the video, which gives the same labels:
+
+    - ``radius`` above ``height + width``: a disk or square that large already admits every offset; a
+      radius below 1 admits only a node's own cell, as 0.5 does (a tiny one, 1e-300, would square to 0
+      and admit not even that);
+    - ``context`` above ``frames - 1``: the queue holds nothing more, except copies of frame 0 with
+      ``pad_with_first``, and a node counts at most ``topk`` times among the candidates, so
+      ``frames - 1 + topk`` slots are as many as any larger number;
+    - ``topk`` above the most candidates any target has (its context slots, each counted at most
+      ``topk`` times, times the grid's cells): every candidate is taken either way.
+
+    Values within these bounds are returned unchanged (the same object), and the recorded protocol (its
+    settings and hash) is always the one the user asked for.
+    """
+    from harness.engine.window import context_slots  # the engine's own slot rule, so the bound is exact
+
+    radius = 0.5 if protocol.radius < 1 else min(protocol.radius, float(height + width))
+    context = min(protocol.context, frames - 1 + (protocol.topk if protocol.pad_with_first else 0))
+    fitted = replace(protocol, radius=radius, context=context)
+    candidates = max((sum(min(count, protocol.topk) for _, _, count in context_slots(t, fitted))
+                      for t in range(1, frames)), default=1) * height * width
+    topk = min(protocol.topk, candidates)
+    if (radius, topk, context) == (protocol.radius, protocol.topk, protocol.context):
+        return protocol
+    return replace(fitted, topk=topk)
+
+
 def protocol_families() -> list[str]:
     return sorted(_FAMILIES)
 

@@ -21,9 +21,11 @@ def context_slots(t: int, protocol: Protocol) -> list[tuple[int, bool, int]]:
     slots: Counter[tuple[int, bool]] = Counter()
     if protocol.keep_first:
         slots[(0, protocol.restrict_first)] += 1
-    for s in range(t - protocol.context, t):
-        if s >= 0 or protocol.pad_with_first:
-            slots[(max(s, 0), True)] += 1
+    start = t - protocol.context
+    for s in range(max(start, 0), t):
+        slots[(s, True)] += 1
+    if start < 0 and protocol.pad_with_first:  # slots before frame 0 are copies of it
+        slots[(0, True)] += -start
     return [(s, windowed, count) for (s, windowed), count in slots.items()]
 
 

@@ -10,6 +10,10 @@ DAVIS numbers are only comparable when computed exactly that way:
 * the first and the last frame are not evaluated (the first is given, the last is dropped by convention),
   and predictions are read for the evaluated frames only; a predicted id above N is an error (the
   official tool prints a line and exits with status 0), an object never predicted is an empty mask;
+* unlike the official tool, which ignores prediction files it does not read, a prediction folder must
+  name exactly the ground truth's frames (``official_frames`` accepts what the official tool accepts),
+  so that predictions numbered from another first frame are refused instead of scored against the
+  wrong truth;
 * J = |gt & pred| / |gt | pred|, 1 when both are empty;
 * F = boundary F-measure: boundaries from the official ``seg2bmap`` (a pixel is a boundary pixel when
   its east, south or south-east neighbour differs; last row looks east only, last column south only, the
@@ -39,6 +43,7 @@ import math
 import multiprocessing
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -429,8 +434,79 @@ def _keep_freed_memory() -> None:
     mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: blocks below 64 MiB come from the heap, not fresh mappings
 
 
-def _jobs(annotations_dir: Path, pred_dir: Path, sequences: list[str], binary_gt: bool) -> list[tuple]:
-    """Per-sequence work items; checks up front that every evaluated frame has a prediction file."""
+#: how many unmatched prediction files an error names before counting the rest
+SHOWN_FILES = 10
+
+
+def prediction_problems(annotations_dir: Path, pred_dir: Path, sequences: list[str], *,
+                        official_frames: bool = False) -> tuple[list[str], list[str]]:
+    """``(problems, ignored)``: how ``pred_dir/<seq>/*.png`` fails to pair up with the ground truth's frames.
+
+    By default every ground-truth frame needs its prediction and every prediction its ground-truth frame:
+    predictions numbered from 00001 instead of 00000 otherwise score each mask against the next frame's
+    truth. ``official_frames`` accepts what the official evaluator accepts — no prediction for the first
+    and last frame (it reads neither), and files for frames without ground truth, which it ignores
+    (returned in ``ignored`` so that they can be listed). A missing frame in between is always a problem.
+    Files that are not PNGs and folders inside a sequence's folder are not predictions and are not looked at.
+    """
+    problems: list[str] = []
+    ignored: list[str] = []
+    for name in sequences:
+        gt_dir = annotations_dir / name
+        if not gt_dir.is_dir():
+            continue  # the ground truth's own problem, reported by the scorer
+        frames = sorted(f for f in os.listdir(gt_dir) if f.endswith(".png"))
+        folder = pred_dir / name
+        predicted = ({f for f in os.listdir(folder) if f.lower().endswith(".png") and (folder / f).is_file()}
+                     if folder.is_dir() else set())
+        needed = frames[1:-1] if official_frames else frames
+        missing = [f for f in needed if f not in predicted]
+        extra = sorted(predicted - set(frames))
+        shift = _shift(frames, sorted(predicted))
+        if shift:
+            first, last = min(predicted), max(predicted)
+            problems.append(f"{folder}: predictions {first} … {last} are the ground truth's frames {frames[0]} … "
+                            f"{frames[-1]} ({gt_dir}) shifted by {shift:+d}; each mask would be scored against "
+                            "another frame's truth")
+        problems += [f"{folder / f}: missing prediction for ground-truth frame {gt_dir / f}" for f in missing]
+        if official_frames:
+            ignored += [str(folder / f) for f in extra]
+        else:
+            problems += [f"{folder / f}: prediction for a frame with no ground truth in {gt_dir}" for f in extra]
+    return problems, ignored
+
+
+def _shift(frames: list[str], predicted: list[str]) -> int:
+    """By how many frames numbered predictions are offset from the numbered ground truth (0: not a shift)."""
+    try:
+        truth, pred = [int(Path(f).stem) for f in frames], [int(Path(f).stem) for f in predicted]
+    except ValueError:
+        return 0
+    if not truth or len(pred) != len(truth) or pred == truth:
+        return 0
+    offset = pred[0] - truth[0]
+    return offset if [p - offset for p in pred] == truth else 0
+
+
+def require_matching_predictions(annotations_dir: Path, pred_dir: Path, sequences: list[str], *,
+                                 official_frames: bool = False) -> list[str]:
+    """Raise :class:`PredictionError` naming the files when :func:`prediction_problems` finds any;
+    returns the files ignored under ``official_frames``."""
+    problems, ignored = prediction_problems(annotations_dir, pred_dir, sequences, official_frames=official_frames)
+    if problems:
+        shown = "\n".join(f"  {line}" for line in problems[:SHOWN_FILES])
+        more = f"\n  … and {len(problems) - SHOWN_FILES} more" if len(problems) > SHOWN_FILES else ""
+        hint = ("" if official_frames else "\nPredictions must name exactly the ground truth's frames; "
+                "--official-frames accepts what the official evaluator accepts (no first/last frame, "
+                "files for frames without ground truth ignored).")
+        raise PredictionError(f"predictions in {pred_dir} do not pair up with the ground truth "
+                              f"({len(problems)} problem(s)):\n{shown}{more}{hint}")
+    return ignored
+
+
+def _jobs(annotations_dir: Path, pred_dir: Path, sequences: list[str], binary_gt: bool,
+          official_frames: bool) -> list[tuple]:
+    """Per-sequence work items; checks up front that predictions and ground-truth frames pair up."""
     if len(set(sequences)) != len(sequences):
         raise HarnessError(f"sequences listed more than once: {sorted({s for s in sequences if sequences.count(s) > 1})}")
     if not pred_dir.is_dir():
@@ -444,13 +520,13 @@ def _jobs(annotations_dir: Path, pred_dir: Path, sequences: list[str], binary_gt
         if len(frames) < 3:
             raise DataError(f"{gt_dir} has {len(frames)} annotated frames; DAVIS scoring needs at least 3 "
                             "(the first and last frame are not scored)")
-        predicted = set(os.listdir(pred_dir / name)) if (pred_dir / name).is_dir() else set()
-        for frame in frames[1:-1]:
-            if frame not in predicted:
-                raise PredictionError(f"missing prediction {pred_dir / name / frame} for ground-truth frame "
-                                      f"{gt_dir / frame}")
         jobs.append((name, [os.path.join(gt_dir, f) for f in frames],
                      [os.path.join(pred_dir, name, f) for f in frames], binary_gt))
+    ignored = require_matching_predictions(annotations_dir, pred_dir, sequences, official_frames=official_frames)
+    if ignored:
+        print(f"warning: {len(ignored)} prediction file(s) have no ground-truth frame and are ignored, as the "
+              f"official evaluator does: {', '.join(ignored[:SHOWN_FILES])}"
+              + (" …" if len(ignored) > SHOWN_FILES else ""), file=sys.stderr)
     return jobs
 
 
@@ -462,17 +538,20 @@ def score_folder(
     binary_gt: bool = False,
     processes: int | None = None,
     progress: bool = True,
+    official_frames: bool = False,
 ) -> dict[str, Any]:
     """Score ``pred_dir/<seq>/<frame>.png`` against ``annotations_dir/<seq>/<frame>.png`` (official layout).
 
     ``binary_gt`` reads DAVIS-2016 ground truth (greyscale, object where > 127, one object). Only the
     evaluated frames (all but the first and last) of the predictions are read, as in the official tool.
     Returns ``{"metrics", "per_sequence", "per_object"}`` with fractions; sequences are scored in a pool
-    of ``processes`` workers (default: all CPUs).
+    of ``processes`` workers (default: all CPUs). Predictions and ground-truth frames must pair up
+    one to one, or as the official evaluator requires with ``official_frames``
+    (:func:`prediction_problems`).
     """
     if not sequences:
         raise HarnessError("no sequences to score")
-    jobs = _jobs(Path(annotations_dir), Path(pred_dir), list(sequences), binary_gt)
+    jobs = _jobs(Path(annotations_dir), Path(pred_dir), list(sequences), binary_gt, official_frames)
     # Longest sequences first, so that no worker is left with a long one at the end.
     jobs.sort(key=lambda job: len(job[1]), reverse=True)
     processes = max(1, min(processes or os.cpu_count() or 1, len(jobs)))

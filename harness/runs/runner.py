@@ -27,7 +27,7 @@ from harness.data.identify import describe_run_data
 from harness.data.roots import resolve_data_root
 from harness.device import peak_gpu_mib, peak_rss_mib, pick_device, reset_peak_memory, sync
 from harness.engine.propagation import propagate
-from harness.engine.protocol import resolve_protocol
+from harness.engine.protocol import require_fits, resolve_protocol
 from harness.errors import HarnessError, Terminated
 from harness.io import atomic_write_json, sha256_file
 from harness.method import Method
@@ -80,7 +80,8 @@ class Runner:
         self.protocol = resolve_protocol(config.protocol, self.task.name, config.overrides.get("protocol"), defaults)
         self.task.config["protocol"] = self.protocol
         self.sequences = self.task.sequences()
-        require_valid(self.task.name, self.data_root, self.sequences)
+        checked = require_valid(self.task.name, self.data_root, self.sequences)
+        require_fits(self.protocol, checked.longest, *checked.largest)  # before any compute
         self.shard = Shard.from_env()  # one rank of a torchrun job, or the whole run
         self.device = self.shard.device(pick_device(config.device))
         self.resolved = self._resolved_config()

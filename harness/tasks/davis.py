@@ -17,6 +17,7 @@ from PIL import Image
 
 from harness.data.cards import task_split
 from harness.data.images import davis_palette, object_ids_problem, unpadded_names
+from harness.data.rules import sequence_files
 from harness.errors import DataError
 from harness.io import atomic_path
 from harness.metrics import davis as davis_metrics
@@ -73,8 +74,10 @@ class DavisTask(Task):
         return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(path))
 
     def load(self, name: str) -> Sequence:
-        frame_paths = sorted(self.frames_dir.joinpath(name).glob("*.jpg"))
-        annotation_paths = sorted(self.annotations_dir.joinpath(name).glob("*.png"))
+        frame_paths, problems = sequence_files(self.frames_dir / name, ".jpg")
+        annotation_paths, more = sequence_files(self.annotations_dir / name, ".png")
+        if problems or more:
+            raise DataError(f"sequence {name!r}:\n" + "\n".join(f"  {line}" for line in problems + more))
         if not frame_paths:
             raise DataError(f"sequence {name!r} has no frames: no *.jpg in {self.frames_dir / name}")
         if not annotation_paths:
@@ -166,11 +169,15 @@ class DavisTask(Task):
             summary[seq] = {"n_objects": len(objects), "J-Mean": j, "F-Mean": f, "J&F-Mean": (j + f) / 2}
         return {"metrics": davis_metrics.global_scores(per_object), "per_sequence": summary, "per_object": per_object}
 
-    def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
+    def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None, *,
+                          official_frames: bool = False) -> dict[str, Any]:
+        """Score written predictions; ``official_frames`` accepts the file sets the official evaluator
+        accepts (no first/last frame, files without ground truth ignored) instead of exactly one per frame."""
         names = sequences if sequences is not None else self.sequences()
         for name in names:
             self._check_ground_truth(name)
-        return davis_metrics.score_folder(self.annotations_dir, Path(pred_dir), names, binary_gt=self.binary_masks)
+        return davis_metrics.score_folder(self.annotations_dir, Path(pred_dir), names, binary_gt=self.binary_masks,
+                                          official_frames=official_frames)
 
     def _check_ground_truth(self, name: str) -> None:
         """Scoring keeps the official semantics, but says when they mislead: unpadded frame names are

@@ -4,30 +4,40 @@
 from __future__ import annotations
 
 import difflib
+import io
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from harness.data.rules import DamagedJpeg, check_jpeg
 from harness.errors import DataError
 
 
 def read_image(path: Path, mode: str | None) -> np.ndarray:
     """Decode an image fully (truncated files fail here, not later) and convert it to ``mode``.
 
-    ``mode=None`` keeps palette images as their indices and everything else as RGB.
+    ``mode=None`` keeps palette images as their indices and everything else as RGB. A JPEG whose
+    compressed data is damaged is refused although it decodes (:func:`harness.data.rules.check_jpeg`,
+    the rule ``harness data check --full`` applies too).
     """
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
+            if image.format == "JPEG":
+                check_jpeg(data)
             if mode is None:
                 mode = image.mode if image.mode in ("P", "L") else "RGB"
-            return np.asarray(image.convert(mode) if image.mode != mode else image)
+            array = np.asarray(image.convert(mode) if image.mode != mode else image)
     except FileNotFoundError as err:
         raise DataError(f"missing file {path}") from err
+    except DamagedJpeg as err:
+        raise DataError(f"cannot read image {path}: {err}") from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(f"cannot read image {path}: {err} (truncated or corrupt file?)") from err
+    return array
 
 
 def select_sequences(names: list[str], wanted: list[str] | None, limit: int | None, source: str) -> list[str]:

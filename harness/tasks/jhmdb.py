@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from harness.data.cards import task_split
+from harness.data.rules import read_mat, sequence_files
 from harness.engine.protocol import Protocol
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
@@ -210,7 +211,9 @@ class JhmdbTask(Task):
         folder = self.frames_dir / name
         if not folder.is_dir():
             raise DataError(f"clip {name!r}: frame folder {folder} is missing")
-        paths = sorted(folder.glob("*.png"))
+        paths, problems = sequence_files(folder, ".png")
+        if problems:
+            raise DataError(f"clip {name!r}:\n" + "\n".join(f"  {line}" for line in problems))
         if not paths:
             raise DataError(f"clip {name!r}: no *.png frames in {folder}")
         return paths
@@ -220,15 +223,7 @@ class JhmdbTask(Task):
         path = self._mat_path(name)
         if not path.is_file():
             raise DataError(f"clip {name!r}: joint file {path} is missing")
-        import scipy.io  # only here: importing it costs seconds that listing and DAVIS scoring need not pay
-
-        try:
-            mat = scipy.io.loadmat(path)
-        except Exception as err:  # scipy raises assorted types for corrupt files
-            raise DataError(f"cannot read {path}: {err}") from err
-        if "pos_img" not in mat:
-            keys = ", ".join(k for k in mat if not k.startswith("__"))
-            raise DataError(f"{path} has no 'pos_img' array (keys: {keys or 'none'})")
+        mat = read_mat(path, ("pos_img",))
         joints = np.asarray(mat["pos_img"], dtype=np.float64)
         if joints.shape != (2, NUM_JOINTS, num_frames):
             raise DataError(f"{path}: pos_img is {joints.shape}, expected (2, {NUM_JOINTS}, {num_frames}) "

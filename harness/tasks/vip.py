@@ -33,6 +33,8 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
+from harness.data.cards import task_split
+from harness.data.rules import sequence_files
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
 from harness.metrics import miou
@@ -101,10 +103,11 @@ class VipTask(Task):
 
     # -- reading -----------------------------------------------------------------------------
     def sequences(self) -> list[str]:
-        split = self.data_root / "lists" / f"{self.split}_videos.txt"
-        if not split.is_file():
-            raise DataError(f"split file {split} is missing.\n{self.layout_help}")
-        names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+        """The split's names, read from the list file the dataset card names (the reader data check uses)."""
+        try:
+            names, split = task_split(self.name, self.data_root, self.split)
+        except DataError as err:
+            raise DataError(f"{err}\n{self.layout_help}") from None
         return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(split))
 
     def frame_names(self, name: str) -> list[str]:
@@ -112,7 +115,10 @@ class VipTask(Task):
         folder = self.images_dir / name
         if not folder.is_dir():
             raise DataError(f"video {name!r}: image folder {folder} is missing")
-        stems = natsorted(p.stem for p in folder.glob("*.jpg"))
+        files, problems = sequence_files(folder, ".jpg")
+        if problems:
+            raise DataError(f"video {name!r}:\n" + "\n".join(f"  {line}" for line in problems))
+        stems = natsorted(p.stem for p in files)
         if not stems:
             raise DataError(f"video {name!r}: no *.jpg frames in {folder}")
         return stems
@@ -182,6 +188,13 @@ class VipTask(Task):
         per_sequence = {}
         for name in names:
             frames = self.frame_names(name)
+            folder = Path(pred_dir) / name
+            unmatched = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".png" and p.stem not in
+                               set(frames)) if folder.is_dir() else []
+            if unmatched:  # predictions numbered from another first frame would be scored against other frames
+                raise PredictionError(f"{folder}: prediction(s) {', '.join(unmatched[:5])}"
+                                      f"{' …' if len(unmatched) > 5 else ''} name no frame of video {name!r} "
+                                      f"(frames {frames[0]} … {frames[-1]} in {self.images_dir / name})")
             labels = self.read_labels(name, frames)
             confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
             for frame, gt in zip(frames, labels, strict=True):
