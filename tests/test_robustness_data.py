@@ -243,3 +243,15 @@ def test_split_list_encodings_are_read_or_refused_by_name(tmp_path, capsys):
     listing.write_bytes(b"car-shadow\n\xef\xbb\xbfmotocross-jump\n")  # two files joined
     code, out, _ = run_cli(["data", "check", "davis", "--data-root", str(root)], capsys)
     assert code == 1 and str(listing) in out and "line 2" in out and "byte-order mark" in out
+
+
+def test_missing_jpeg_checker_is_named_not_a_traceback(monkeypatch):
+    """An environment without simplejpeg (e.g. a machine that got the tree but no pip) is told what to install."""
+    import sys
+
+    from harness.data.rules import jpeg_damage
+    from harness.errors import HarnessError
+
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)  # makes `import simplejpeg` raise ImportError
+    with pytest.raises(HarnessError, match="pip install 'simplejpeg"):
+        jpeg_damage(b"\xff\xd8\xff")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 
 
 def sequence_files(folder: Path, suffix: str) -> tuple[list[Path], list[str]]:
@@ -65,7 +65,11 @@ def jpeg_damage(data: bytes) -> str | None:
     (libjpeg-turbo's TurboJPEG interface) raises on them with ``strict=True``, so the file is decoded
     once more, at 1/8 scale in grey (the entropy-coded data is read in full either way), to hear them.
     """
-    import simplejpeg  # only for JPEG data
+    try:
+        import simplejpeg  # only for JPEG data
+    except ImportError:
+        raise HarnessError("checking JPEG frames for damaged data needs simplejpeg, a dependency of crwbench that "
+                           "is not installed here: pip install 'simplejpeg>=1.6'") from None
 
     try:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, fastdct=True, strict=True)
