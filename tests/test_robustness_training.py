@@ -19,16 +19,8 @@ import torch
 import yaml
 
 from harness.errors import HarnessError
+from tests.test_crw_train import TINY
 from tests.test_crw_train_eval import SEQUENCE, davis_root  # noqa: F401  (the fixture is used by name)
-
-TINY = {
-    "base": "crw-cpu-demo",
-    "seed": 5,
-    "data": {"fps": None, "clip_len": 3, "clips_per_video": 5, "workers": 0},
-    "augment": {"frame_size": 48, "patch_size": 16, "patch_stride": 16},
-    "optim": {"batch_size": 2, "lr": 1.0e-3},
-    "train": {"checkpoint_every": 2},
-}
 
 
 def _write_video(folder: Path, seed: int) -> None:
