@@ -191,6 +191,8 @@ def _sweep_spec(path: Path, grid: dict, **extra) -> Path:
     ({"method": ["pixels"], "task.splt": ["val"]}, {}, "grid axis 'task.splt'.*Did you mean task.split\\?"),
     ({"method": ["random-resnet18"], "method.sed": [0, 1]}, {}, "grid axis 'method.sed'.*Did you mean method.seed\\?"),
     ({"method": ["pixels"], "protocol.topk": [5, 0]}, {}, "protocol.topk must be >= 1"),
+    ({"method": ["pixels"], "protocol.jhmdb_visibility": ["pred", "bogus"]}, {"task": "jhmdb"},
+     "protocol.jhmdb_visibility must be one of pred, gt, got 'bogus'"),
     ({"recipe.loss.edge_dropot": [0.1]}, {"train": {"method": "crw", "recipe": "crw-cpu-demo", "data": "."}},
      "edge_dropot.*Did you mean: loss.edge_dropout"),
 ])

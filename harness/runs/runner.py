@@ -78,6 +78,7 @@ class Runner:
         check_task_settings(self.task.name, self.task.settings, config.overrides.get("task", {}))
         defaults = {**self.task.protocol_defaults(config.protocol), **_adapt_options(config)}
         self.protocol = resolve_protocol(config.protocol, self.task.name, config.overrides.get("protocol"), defaults)
+        self.task.check_protocol_options(dict(self.protocol.task_options))
         self.task.config["protocol"] = self.protocol
         self.sequences = self.task.sequences()
         checked = require_valid(self.task.name, self.data_root, self.sequences)

@@ -68,7 +68,8 @@ def check_settings(spec: SweepSpec) -> None:
         for combo in itertools.product(*protocol.values()):
             overrides = {k.split(".", 1)[1]: v for k, v in zip(protocol, combo, strict=True)}
             try:
-                resolve_protocol(spec.protocol, entry.name, overrides, options)
+                resolved = resolve_protocol(spec.protocol, entry.name, overrides, options)
+                entry.factory.check_protocol_options(dict(resolved.task_options))
             except HarnessError as err:
                 raise HarnessError(f"{spec.source}: no cell can run with {overrides} on task {entry.name!r}: {err}") from None
     if spec.train is not None:

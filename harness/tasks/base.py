@@ -96,6 +96,13 @@ class Task(ABC):
         method, so that a sweep checks its ``protocol.*`` keys without reading any data."""
         return {}
 
+    @classmethod
+    def check_protocol_options(cls, options: dict[str, Any]) -> None:
+        """Raise :class:`~harness.errors.HarnessError` for a value of one of this task's protocol options
+        that it cannot use; a class method, so a run refuses it before reading data and a sweep's dry run
+        before any cell. The tasks without options of their own accept what the protocol resolved."""
+        return None
+
     def visualize(self, seq: Sequence, prediction: Any, out_dir: Path) -> Path | None:
         """Write an overlay strip for ``--visualize``; returns its path (None if not supported)."""
         return None

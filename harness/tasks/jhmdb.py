@@ -165,12 +165,17 @@ class JhmdbTask(Task):
     def protocol_defaults(cls, family: str) -> dict[str, Any]:
         return {VISIBILITY_OPTION: "pred"}
 
+    @classmethod
+    def check_protocol_options(cls, options: dict[str, Any]) -> None:
+        mode = options.get(VISIBILITY_OPTION, "pred")
+        if mode not in VISIBILITY_MODES:
+            raise HarnessError(f"protocol.{VISIBILITY_OPTION} must be one of {', '.join(VISIBILITY_MODES)}, got {mode!r}")
+
     def visibility(self) -> str:
         """``pred`` (CRW) or ``gt``, from the resolved protocol the runner hands over."""
         protocol = self.config.get("protocol")
         mode = protocol.option(VISIBILITY_OPTION, "pred") if isinstance(protocol, Protocol) else "pred"
-        if mode not in VISIBILITY_MODES:
-            raise HarnessError(f"protocol.{VISIBILITY_OPTION} must be one of {', '.join(VISIBILITY_MODES)}, got {mode!r}")
+        self.check_protocol_options({VISIBILITY_OPTION: mode})
         return mode
 
     # -- reading -----------------------------------------------------------------------------
