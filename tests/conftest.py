@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(OPT_IN_TIMEOUT_S))
         if "gpu" in item.keywords and not cuda:
             item.add_marker(pytest.mark.skip(reason="marked gpu: needs a CUDA device, none is available"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Frame hashes are cached per user (``$HARNESS_CACHE``); the suite keeps its own, not the user's."""
+    old = os.environ.get("HARNESS_CACHE")
+    os.environ["HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HARNESS_CACHE", None)
+    else:
+        os.environ["HARNESS_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

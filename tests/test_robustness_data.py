@@ -125,6 +125,13 @@ def test_prediction_files_must_pair_up_with_ground_truth_frames(tmp_path, capsys
     code, out, err = run_cli([*score, "--predictions", str(exact), "--official-frames"], capsys)
     assert code == 2 and str(exact / "car-shadow" / "00002.png") in err
 
+    # a whole sequence folder outside the scored sequences (a misspelt name, another split) is named, not dropped
+    whole = shutil.copytree(truth, tmp_path / "whole" / "car-shadow").parent
+    shutil.copytree(truth, whole / "car_shadow")
+    code, out, err = run_cli([*score, "--predictions", str(whole)], capsys)
+    assert code == 0 and json.loads(out)["J-Mean"] == 1.0
+    assert "not scored: car_shadow" in err
+
 
 # -- 3. silent: `data check` calling valid what `run` refuses or mis-reads ----------------------------
 

@@ -64,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
     task.config["protocol"] = resolve_protocol(args.protocol, entry.name, overrides["protocol"],
                                                task.protocol_defaults(args.protocol))
     names = task.sequences()
+    _note_unscored_folders(args.predictions, names)
     davis = entry.name in ("davis", "davis2016")
     if args.official_frames and not davis:
         raise HarnessError("--official-frames exists for the DAVIS tasks only (the others score every frame)")
@@ -86,3 +87,15 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_json(args.out, result)
         print(f"scores written to {args.out.resolve()}", file=sys.stderr)
     return 0
+
+
+def _note_unscored_folders(pred_dir: Path, names: list[str]) -> None:
+    """Say which folders of ``pred_dir`` are not scored: a sequence outside the split (or ``--sequences``), or a
+    misspelt one, would otherwise vanish from the numbers without a word. A run's own folders are not named."""
+    scored = {name.split("/")[0] for name in names}
+    unscored = sorted(p.name for p in pred_dir.iterdir()
+                      if p.is_dir() and p.name not in scored and not p.name.startswith(".") and p.name != "visualize")
+    if unscored:
+        shown = ", ".join(unscored[:10]) + (f" … and {len(unscored) - 10} more" if len(unscored) > 10 else "")
+        print(f"note: {len(unscored)} folder(s) of {pred_dir} are not among the {len(scored)} sequences scored, "
+              f"so they are not scored: {shown}", file=sys.stderr)
