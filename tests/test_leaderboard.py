@@ -350,13 +350,13 @@ def test_reported_yaml_loads_and_every_entry_has_a_source() -> None:
     assert len(entries) >= 20
     assert all(e.source.strip() for e in entries)
     by_id = {e.id: e for e in entries}
-    # Spot checks against peers.md / crw-protocol.md §6 (numbers as published, in percent).
+    # Spot checks against each entry's source (docs/protocol.md §6 for CRW; numbers as published, in percent).
     assert by_id["crw-paper-davis"].metrics["J&F-Mean"] == 67.6
     assert by_id["crw-paper-davis"].group.family == "crw"
     assert not by_id["crw-paper-davis"].is_confirmed("J-Recall")
     assert by_id["dino-vitb8-davis"].metrics == {"J&F-Mean": 71.4, "J-Mean": 67.9, "F-Mean": 74.9}
     assert by_id["dino-vitb8-davis"].group.family == "dino"
-    assert by_id["imagenet-resnet18-davis"].confirmed is False  # † in peers.md
+    assert by_id["imagenet-resnet18-davis"].confirmed is False  # †: docs/published-numbers.md §3
     methods = {e.method for e in entries}
     for name in ("CRW", "VFS", "DINO", "MAST", "UVC", "TimeCycle", "CorrFlow", "SFC", "Spa-then-Temp", "SiamMAE"):
         assert name in methods, name

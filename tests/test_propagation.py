@@ -55,7 +55,7 @@ def soft_labels(K: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
 
 
 def loop_reference(features: np.ndarray, first: np.ndarray, p) -> np.ndarray:
-    """Label propagation one node at a time, straight from the protocol text (crw-protocol.md §4)."""
+    """Label propagation one node at a time, straight from the protocol text (docs/protocol.md §4.2–4.3)."""
     T, C, h, w = features.shape
     K = first.shape[0]
     labels = np.zeros((T, K, h, w))

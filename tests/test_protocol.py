@@ -1,4 +1,4 @@
-"""Protocol presets hold the published settings (crw-protocol.md §4.6, peers.md §3), and every knob is hashed."""
+"""Protocol presets hold the published settings (docs/protocol.md §4.6–4.7), and every knob is hashed."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Micro-benchmarks of the DAVIS scorer (pytest-benchmark), each checked for correctness too.
 
 Run with ``pytest tests/test_scorer_benchmark.py --benchmark-only``; timings are reported by
-pytest-benchmark, never asserted. The numbers checked are the official evaluator's (full precision, in
-../shared/reference) for one real sequence, and a hand-computable IoU for one frame.
+pytest-benchmark, never asserted. The numbers checked are the official evaluator's (full precision, data
+file ../shared/reference/davis2017_official_scores_osvos-gt_rvos-pred.json) for one real sequence, and a
+hand-computable IoU for one frame.
 """
 
 from __future__ import annotations

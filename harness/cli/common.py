@@ -1,4 +1,4 @@
-"""Flags shared by several subcommands, spelled the same everywhere (see CONVENTIONS.md)."""
+"""Flags shared by several subcommands, spelled the same everywhere (see docs/conventions.md §2)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ _FAMILIES: dict[str, Protocol] = {
     ),
 }
 
-# Published per-task settings of each family (crw-protocol.md §4.6); tasks not listed use the base.
+# Published per-task settings of each family (docs/protocol.md §4.6); tasks not listed use the base.
 _TASK_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
     ("crw", "jhmdb"): {"context": 7},
     ("crw", "vip"): {"context": 4},

@@ -1,6 +1,6 @@
 """The leaderboard: tables, plots and reported-vs-reproduced comparisons built from run records.
 
-``build_leaderboard`` reads ``record.json`` files (see CONVENTIONS.md) and ``results/reported.yaml``
+``build_leaderboard`` reads ``record.json`` files (see docs/conventions.md §4) and ``results/reported.yaml``
 and writes ``leaderboard.md``, ``leaderboard.csv``, a self-contained ``leaderboard.html`` and
 ``plots/*.svg``. Modules: collect (find + validate), reported (published numbers, protocol groups),
 spec (task metrics), table (rows, dataset sections, groups, ranking), runtime (comparable runtimes),

@@ -1,7 +1,7 @@
 """Published numbers (``results/reported.yaml``) and how they meet reproduced runs.
 
 Published numbers come from different runners and protocols, so each carries its source and a
-protocol *group* (see peers.md: A = CRW-style, B = DINO-style, C = method-specific, D =
+protocol *group* (docs/published-numbers.md §2: A = CRW-style, B = DINO-style, C = method-specific, D =
 third-party re-evaluation). Only groups that correspond to one of our protocol families (A ->
 ``crw``, B -> ``dino``) can be matched with a reproduced run, and only when the run used the same
 weights: then the leaderboard shows reproduced - reported in points.
@@ -58,7 +58,7 @@ class ReportedEntry:
     note: str | None = None
 
     def is_confirmed(self, metric: str) -> bool:
-        """Whether ``metric`` was read in a primary source (False = marked † in peers.md)."""
+        """Whether ``metric`` was read in a primary source (False = marked †, docs/published-numbers.md §3)."""
         return self.confirmed and metric not in self.unconfirmed
 
     def matches(self, run: Run) -> bool:

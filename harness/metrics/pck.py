@@ -3,7 +3,7 @@
 Pure numpy: arrays in, numbers out. Keypoints are ``[2, J, T]`` arrays of 0-based pixel
 coordinates (x, y) of the original frame; a prediction with ``x < 0`` means "no prediction".
 
-The definition, fact by fact (crw-protocol.md §5.2):
+The definition, fact by fact (docs/protocol.md §5.2):
 
 - a joint is scored in a frame only where ``evaluated`` says so (the task decides: CRW takes the
   joints whose *prediction* exists, ``x >= 0``);

@@ -7,7 +7,8 @@ scoring — because that is what a user waits for; the time inside the scoring c
 of heavy imports. Runs alternate (ours, theirs, ours, ...) within one invocation so that a busy machine
 slows both alike; the report carries the load average around them and CPU seconds (process and reaped
 workers) beside wall seconds, the figure a busy machine moves least. Our numbers are checked against
-the official evaluator's (../shared/reference) to 1e-9.
+the official evaluator's (the data file ../shared/reference/davis2017_official_scores_osvos-gt_rvos-pred.json)
+to 1e-9.
 """
 
 from __future__ import annotations

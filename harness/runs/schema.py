@@ -119,7 +119,7 @@ class TimingBlock(_Block):
 
 
 def _fraction(value: float) -> float:
-    """Metrics are fractions (CONVENTIONS.md); decays may be negative, beyond 1 is a percentage by mistake."""
+    """Metrics are fractions (docs/conventions.md §5); decays may be negative, beyond 1 is a percentage by mistake."""
     if not math.isfinite(value):
         raise ValueError("a metric must be a finite number or null, not NaN/Inf")
     if not -1.0 <= value <= 1.0:

@@ -6,7 +6,7 @@ Layout under the data root (the official release):
 - ``joint_positions/<class>/<clip>/joint_positions.mat`` — ``pos_img``: 2 × 15 × T, 1-based pixels;
 - ``splits/test_split1_clips.txt`` — the 268 split-1 test clips, one ``class/clip`` per line.
 
-Choices, and why (crw-protocol.md §4.4–4.6, §5.2):
+Choices, and why (docs/protocol.md §4.4–4.6, §5.2):
 
 - Frames are resized to a square (``resolution``, default 320) for the features, as CRW does;
   predictions and scores live in the original frame's pixels.

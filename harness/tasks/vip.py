@@ -6,7 +6,7 @@ Layout under the data root (the VIP release):
 - ``VIP_Fine/Annotations/Category_ids/<video>/<frame>.png`` — class ids 0..19 (greyscale);
 - ``lists/val_videos.txt`` — one video name per line.
 
-Choices, and why (crw-protocol.md §4.4–4.6, §5.3):
+Choices, and why (docs/protocol.md §4.4–4.6, §5.3):
 
 - Frames are resized to a square (``resolution``, default 560) for the features, as CRW does.
 - Labels: one channel per class id present in frame 0 (ignored values — 255 and anything >= 20 —

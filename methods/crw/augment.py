@@ -1,4 +1,4 @@
-"""The CRW training augmentation: a clip of frames → a grid of jittered patches per frame (crw-protocol.md §1.4, §3).
+"""The CRW training augmentation: a clip of frames → a grid of jittered patches per frame (docs/protocol.md §3.2–3.3).
 
 Per frame, independently (new random parameters for every frame, so consecutive frames are
 cropped differently — that is part of what the walk must see through):

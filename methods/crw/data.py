@@ -1,4 +1,4 @@
-"""Training clips from a folder of raw videos, as the original CRW pipeline drew them (crw-protocol.md §3).
+"""Training clips from a folder of raw videos, as the original CRW pipeline drew them (docs/protocol.md §3.1).
 
 A *video* is a file any PyAV-readable container holds (``.mp4``, ``.avi``, ``.mkv``, ``.webm``, …;
 Kinetics' ``<root>/<class>/<video>.mp4`` layout works as is) or a folder of JPEG/PNG frames.

@@ -1,4 +1,4 @@
-"""The contrastive random-walk loss (crw-protocol.md §2).
+"""The contrastive random-walk loss (docs/protocol.md §2).
 
 Nodes of adjacent frames are joined by softmax-normalised cosine similarities. A walker leaves
 each node of frame 0, walks forward to frame k and back along a palindrome, and the loss asks it

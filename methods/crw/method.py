@@ -2,7 +2,7 @@
 
 Test-time normalisation uses the ImageNet mean/std (the :class:`~harness.method.Method` default)
 although CRW trains with CIFAR-10 statistics (methods/crw/augment.py). That mismatch is the
-original code's (crw-protocol.md §3, issue #23: "a bug … should not significantly affect
+original code's (docs/protocol.md §3.3, issue #23: "a bug … should not significantly affect
 performance") and is kept so that numbers stay comparable with the released model's.
 """
 

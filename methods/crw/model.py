@@ -1,6 +1,6 @@
 """The CRW network: a stride-8 ResNet-18 encoder and the Linear(512→128) node head.
 
-Architecture follows the original code (crw-protocol.md §1): torchvision's ResNet-18 with every
+Architecture follows the original code (docs/protocol.md §1): torchvision's ResNet-18 with every
 conv of ``layer3`` and ``layer4`` (1x1 downsample convs included) set to stride 1 and no dilation,
 so the output stride is 8; ``avgpool``/``fc`` removed; reflect padding on every conv that pads
 (the ``scratch`` model type) or zero padding (``scratch_zeropad``). Training embeds image patches
