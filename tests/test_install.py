@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 #: what a build needs from the checkout (the rest of the tree, results and tests, stays out)
-BUILD_INPUTS = ("harness", "methods", "datasets", "results/reported.yaml", "pyproject.toml", "setup.py",
+BUILD_INPUTS = ("harness", "methods", "datasets", "docs", "results/reported.yaml", "pyproject.toml", "setup.py",
                 "MANIFEST.in", "README.md")
 
 
