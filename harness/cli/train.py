@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "recipe.yaml into --out-dir; the last stdout line is the final checkpoint's path. Multi-GPU / "
         "multi-node: launch the same command with torchrun.",
         epilog="examples:\n"
-        "  harness train --method crw --recipe crw-cpu-demo --data ../shared/data/videos --out-dir runs/demo\n"
+        "  harness train --method crw --recipe crw-cpu-demo --data ~/videos --out-dir runs/demo\n"
         "  harness train --method crw --recipe crw-paper --data ~/kinetics400/train_256 --out-dir runs/k400\n"
         "  harness train --method crw --recipe crw-paper --data DIR --out-dir runs/k400 --resume\n"
         "  torchrun --nproc-per-node 8 -m harness train --method crw --recipe crw-paper --data DIR --out-dir runs/k400\n"

@@ -218,7 +218,7 @@ def load_model_state(checkpoint: CRWCheckpoint) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} is evaluation-only (no layer4/head weights); training on from it "
             "(e.g. test-time adaptation, --adapt) needs a full training checkpoint: make one with "
-            "`harness train --method crw --recipe crw-cpu-demo --data ../shared/data/videos --out-dir DIR "
+            "`harness train --method crw --recipe crw-cpu-demo --data VIDEOS --out-dir DIR "
             "--max-steps 50` and pass --checkpoint DIR/checkpoint.pt"
         )
     check_state(checkpoint.model_state, checkpoint.path)
