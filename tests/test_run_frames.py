@@ -52,3 +52,29 @@ def test_a_reading_error_surfaces_on_take():
         with pytest.raises(DataError, match="cannot read b"):
             reader.take("b")
         assert reader.take("c")[0] == "sequence c"
+
+
+def test_frames_read_in_one_checked_decode_equal_pillow_pixels(tmp_path):
+    """Colour JPEG frames take one strict libjpeg-turbo decode; their pixels are Pillow's, bit for bit, on every
+    real frame of the shipped sample; a greyscale JPEG and a PNG take Pillow's way and give its pixels too."""
+    import io
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from harness.tasks.frames import read_image
+
+    sample = Path(__file__).resolve().parents[1] / "datasets" / "sample" / "davis" / "JPEGImages" / "480p"
+    frames = sorted(sample.rglob("*.jpg"))
+    assert len(frames) >= 80
+    for path in frames:
+        with Image.open(path) as image:
+            expected = np.asarray(image.convert("RGB"))
+        assert np.array_equal(read_image(path, "RGB"), expected), path
+    grey = tmp_path / "grey.jpg"
+    Image.open(frames[0]).convert("L").save(grey, quality=90)
+    assert np.array_equal(read_image(grey, "RGB"), np.asarray(Image.open(grey).convert("RGB")))
+    png = tmp_path / "frame.png"
+    Image.open(io.BytesIO(frames[0].read_bytes())).save(png)
+    assert np.array_equal(read_image(png, "RGB"), np.asarray(Image.open(frames[0]).convert("RGB")))

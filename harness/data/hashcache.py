@@ -3,8 +3,9 @@ that has not changed reads none of it again.
 
 A fingerprint must follow the content of every frame (a frame replaced by another of the same size
 must change it), but reading a whole benchmark before every run would cost more than many runs.
-A file whose size and ``mtime_ns`` are what they were when it was hashed is taken to hold the same
-bytes; any write changes the modification time, so only a deliberate reset of it could hide a change.
+A file whose size, ``mtime_ns`` and ``ctime_ns`` are what they were when it was hashed is taken to hold
+the same bytes: any write changes the modification time, and a copy that keeps it (``cp -p``,
+``rsync -t``) still changes the inode's change time, which no user tool sets back.
 
 The cache is one JSON file per data root in a per-user cache folder (``$HARNESS_CACHE``, else
 ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``), not in a run's folder: the fingerprint is
@@ -27,7 +28,7 @@ CACHE_ENV = "HARNESS_CACHE"
 #: entries for files modified this recently are not kept: a write within the same timestamp tick as
 #: the hashing would leave size and mtime unchanged (the "racy" case), so such files are hashed again
 RACY_SECONDS = 2.0
-VERSION = 1
+VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -61,14 +62,15 @@ class HashCache:
 
     def sha256(self, path: Path, key: str) -> str:
         """sha256 of ``path``'s bytes (``key``: its name relative to the root): from the cache while its
-        size and mtime are unchanged, else read."""
+        size, mtime and ctime are unchanged, else read."""
         stat = path.stat()
+        facts = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
         known = self.entries.get(key)
-        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
-            return str(known[2])
+        if isinstance(known, list) and len(known) == 4 and known[:3] == facts:
+            return str(known[3])
         value = sha256_file(path)
-        if time.time() - stat.st_mtime > RACY_SECONDS:
-            self.entries[key] = [stat.st_size, stat.st_mtime_ns, value]
+        if time.time() - max(stat.st_mtime, stat.st_ctime) > RACY_SECONDS:
+            self.entries[key] = [*facts, value]
             self.changed = True
         return value
 

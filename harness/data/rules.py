@@ -41,6 +41,15 @@ def sequence_files(folder: Path, suffix: str) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
+def require_sequence_files(folder: Path, suffix: str, what: str) -> list[Path]:
+    """:func:`sequence_files` for a reader: the files, or a :class:`DataError` listing every problem under
+    ``what`` (e.g. ``sequence 'car-shadow'``)."""
+    files, problems = sequence_files(folder, suffix)
+    if problems:
+        raise DataError(f"{what}:\n" + "\n".join(f"  {line}" for line in problems))
+    return files
+
+
 class DamagedJpeg(ValueError):
     """A JPEG that decodes although its compressed data is damaged; the message says what to do."""
 
@@ -66,16 +75,37 @@ def jpeg_damage(data: bytes) -> str | None:
     once more, at 1/8 scale in grey (the entropy-coded data is read in full either way), to hear them.
     """
     try:
+        _simplejpeg().decode_jpeg(data, colorspace="GRAY", min_factor=8, fastdct=True, strict=True)
+    except ValueError as err:
+        return str(err).strip()
+    return None
+
+
+def decode_colour_jpeg(data: bytes) -> Any:
+    """The RGB pixels of an intact colour (YCbCr) JPEG from one strict libjpeg-turbo decode, or None.
+
+    A run reads every frame; decoding it with Pillow and then again to hear libjpeg's complaints would
+    cost two decodes. This one decode both checks and reads, and gives Pillow's pixels exactly (the same
+    libjpeg-turbo defaults: accurate integer DCT, fancy upsampling). None for anything it does not take —
+    another colour space, or any complaint — which then goes the long way (Pillow, then
+    :func:`check_jpeg`), so damaged and unreadable files get their usual messages.
+    """
+    simplejpeg = _simplejpeg()
+    try:
+        if simplejpeg.decode_jpeg_header(data)[2] != "YCbCr":
+            return None
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError:
+        return None
+
+
+def _simplejpeg() -> Any:
+    try:
         import simplejpeg  # only for JPEG data
     except ImportError:
         raise HarnessError("checking JPEG frames for damaged data needs simplejpeg, a dependency of crwbench that "
                            "is not installed here: pip install 'simplejpeg>=1.6'") from None
-
-    try:
-        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, fastdct=True, strict=True)
-    except ValueError as err:
-        return str(err).strip()
-    return None
+    return simplejpeg
 
 
 def read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -315,6 +315,13 @@ def object_scores(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> dict[int,
     return _summarise(j, f)
 
 
+def sequence_summary(objects: list[dict[str, float]]) -> dict[str, Any]:
+    """A sequence's line in ``per_sequence``: its object count and the means of its objects' J and F."""
+    j = float(np.mean([o["J-Mean"] for o in objects]))
+    f = float(np.mean([o["F-Mean"] for o in objects]))
+    return {"n_objects": len(objects), "J-Mean": j, "F-Mean": f, "J&F-Mean": (j + f) / 2}
+
+
 def global_scores(per_object: dict[str, dict[str, float]]) -> dict[str, float]:
     """Official global numbers: means over all objects; J&F-Mean = (J-Mean + F-Mean) / 2."""
     if not per_object:

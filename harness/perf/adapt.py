@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="full CRW training checkpoint (layer4 + head), e.g. <train out-dir>/checkpoint.pt")
     parser.add_argument("--task", default="davis2016", help="task name (default davis2016)")
     parser.add_argument("--data-root", type=Path, default=SHARED / "data" / "davis2016-val10",
-                        help="benchmark data root (default: ../shared/data/davis2016-val10)")
+                        help="benchmark data root (default: davis2016-val10 in the developers' data folder, harness.resources.shared_dir)")
     parser.add_argument("--sequences", default="car-shadow,motocross-jump",
                         help="comma-separated sequences (default: the two shortest of davis2016-val10)")
     parser.add_argument("--steps", default="5,20", help="comma-separated adaptation step counts")

@@ -1,14 +1,14 @@
 """``harness bench scorer``: ``harness score`` against vos-benchmark, each timed as a whole process.
 
-Both score the same 30 real DAVIS-2017 val sequences (``osvos`` masks as ground truth, ``rvos-clipped``
-as predictions, from ../shared) with 2 worker processes (our scorer uses every CPU; the machine has 2).
+Both score the same 30 real DAVIS-2017 val sequences (``--gt``: one method's masks taken as ground
+truth, ``--pred``: another method's masks as predictions) with 2 worker processes (our scorer uses every CPU; the machine has 2).
 Each side is a fresh process timed from start to exit — interpreter start-up, imports, reading and
 scoring — because that is what a user waits for; the time inside the scoring call alone hides the cost
 of heavy imports. Runs alternate (ours, theirs, ours, ...) within one invocation so that a busy machine
 slows both alike; the report carries the load average around them and CPU seconds (process and reaped
 workers) beside wall seconds, the figure a busy machine moves least. Our numbers are checked against
-the official evaluator's (the data file ../shared/reference/davis2017_official_scores_osvos-gt_rvos-pred.json)
-to 1e-9.
+the official evaluator's per-object scores for the same pair (``--reference``, a JSON file) to 1e-9.
+The defaults point into the developers' data folder (:func:`harness.resources.shared_dir`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     if not args.reference.is_file():
-        raise HarnessError(f"reference scores {args.reference} not found (../shared missing?)")
+        raise HarnessError(f"reference scores {args.reference} not found: pass --reference FILE, the official "
+                           "evaluator's per-object scores of --pred against --gt")
     try:
         import vos_benchmark  # noqa: F401
     except ImportError as err:

@@ -41,7 +41,7 @@ DEFAULT_LOG = results_dir() / "train" / "crw-cpu-demo" / "metrics.jsonl"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="crw", help="trainable method (default crw)")
     parser.add_argument("--recipe", help="recipe to time (default crw-cpu-demo; with --loader-only crw-paper)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training videos (default ../shared/data/videos)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training videos (default: videos/ in the developers' data folder, harness.resources.shared_dir)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps after the warm-up (default 4)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loader-only", action="store_true",
                         help="time only the data pipeline: per-patch reference, batched path, worker part of augment_on gpu; one worker")
     parser.add_argument("--video", type=Path, default=DEFAULT_DATA / "kinetics400-demo.mp4",
-                        help="--loader-only: the video (default ../shared/data/videos/kinetics400-demo.mp4)")
+                        help="--loader-only: the video (default: a real Kinetics clip in the developers' data folder)")
     parser.add_argument("--clips", type=int, default=8, help="--loader-only: clips per round (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="--loader-only: rounds per path (default 3)")
 
@@ -161,7 +161,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if not args.video.is_file():
             from harness.errors import HarnessError
 
-            raise HarnessError(f"--video {args.video}: no such file (the default is the real Kinetics clip in ../shared)")
+            raise HarnessError(f"--video {args.video}: no such file (the default is a real Kinetics clip in the developers' data folder; pass --video FILE)")
         trainer = get_trainer(args.method).load()
         recipe = trainer.load_recipe(args.recipe or "crw-paper", args.sets)
         report["benchmark"] = "train --loader-only"

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics import miou, pck
-from harness.metrics.davis import OBJECT_KEYS
+from harness.metrics import davis, miou, pck
 
 #: relative tolerance: the same float operations in the same order give the same bits, but a record
 #: written by another numpy may differ in the last place
@@ -68,10 +67,8 @@ def _davis(record: dict[str, Any]) -> Check:
     per_object = record.get("per_object")
     if not per_object:
         return
-    for key in OBJECT_KEYS:
-        yield f"metrics.{key}", record["metrics"].get(key), float(np.mean([o[key] for o in per_object.values()])), "per_object scores"
-    j, f = (float(np.mean([o[k] for o in per_object.values()])) for k in ("J-Mean", "F-Mean"))
-    yield "metrics.J&F-Mean", record["metrics"].get("J&F-Mean"), (j + f) / 2, "per_object scores"
+    for key, value in davis.global_scores(per_object).items():
+        yield f"metrics.{key}", record["metrics"].get(key), value, "per_object scores"
     covered = 0
     for seq, summary in (record.get("per_sequence") or {}).items():
         objects = [scores for key, scores in per_object.items()
@@ -81,10 +78,9 @@ def _davis(record: dict[str, Any]) -> Check:
         yield f"per_sequence.{seq}.n_objects", summary.get("n_objects"), len(objects), source
         if not objects:
             continue
-        j, f = (float(np.mean([o[k] for o in objects])) for k in ("J-Mean", "F-Mean"))
-        yield f"per_sequence.{seq}.J-Mean", summary.get("J-Mean"), j, source
-        yield f"per_sequence.{seq}.F-Mean", summary.get("F-Mean"), f, source
-        yield f"per_sequence.{seq}.J&F-Mean", summary.get("J&F-Mean"), (j + f) / 2, source
+        for key, value in davis.sequence_summary(objects).items():
+            if key != "n_objects":
+                yield f"per_sequence.{seq}.{key}", summary.get(key), value, source
     if record.get("per_sequence") is not None:
         yield "per_object (objects of the listed sequences)", len(per_object), covered, "per_sequence blocks"
 

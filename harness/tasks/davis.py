@@ -17,7 +17,7 @@ from PIL import Image
 
 from harness.data.cards import task_split
 from harness.data.images import davis_palette, object_ids_problem, unpadded_names
-from harness.data.rules import sequence_files
+from harness.data.rules import require_sequence_files
 from harness.errors import DataError
 from harness.io import atomic_path
 from harness.metrics import davis as davis_metrics
@@ -74,10 +74,8 @@ class DavisTask(Task):
         return select_sequences(names, self.config.get("sequences"), self.config.get("limit"), str(path))
 
     def load(self, name: str) -> Sequence:
-        frame_paths, problems = sequence_files(self.frames_dir / name, ".jpg")
-        annotation_paths, more = sequence_files(self.annotations_dir / name, ".png")
-        if problems or more:
-            raise DataError(f"sequence {name!r}:\n" + "\n".join(f"  {line}" for line in problems + more))
+        frame_paths = require_sequence_files(self.frames_dir / name, ".jpg", f"sequence {name!r}")
+        annotation_paths = require_sequence_files(self.annotations_dir / name, ".png", f"sequence {name!r}")
         if not frame_paths:
             raise DataError(f"sequence {name!r} has no frames: no *.jpg in {self.frames_dir / name}")
         if not annotation_paths:
@@ -161,12 +159,8 @@ class DavisTask(Task):
     def aggregate(self, per_sequence: dict[str, dict[str, Any]]) -> dict[str, Any]:
         per_object = {f"{seq}_{oid}": scores for seq, result in per_sequence.items()
                       for oid, scores in result["objects"].items()}
-        summary = {}
-        for seq, result in per_sequence.items():
-            objects = list(result["objects"].values())
-            j = float(np.mean([o["J-Mean"] for o in objects]))
-            f = float(np.mean([o["F-Mean"] for o in objects]))
-            summary[seq] = {"n_objects": len(objects), "J-Mean": j, "F-Mean": f, "J&F-Mean": (j + f) / 2}
+        summary = {seq: davis_metrics.sequence_summary(list(result["objects"].values()))
+                   for seq, result in per_sequence.items()}
         return {"metrics": davis_metrics.global_scores(per_object), "per_sequence": summary, "per_object": per_object}
 
     def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None, *,

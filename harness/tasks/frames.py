@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from harness.data.rules import DamagedJpeg, check_jpeg
+from harness.data.rules import DamagedJpeg, check_jpeg, decode_colour_jpeg
 from harness.errors import DataError
+
+#: the first bytes of every JPEG file (SOI marker and the first marker's 0xFF)
+JPEG_START = b"\xff\xd8\xff"
 
 
 def read_image(path: Path, mode: str | None) -> np.ndarray:
@@ -24,6 +27,10 @@ def read_image(path: Path, mode: str | None) -> np.ndarray:
     """
     try:
         data = path.read_bytes()
+        if mode == "RGB" and data.startswith(JPEG_START):
+            pixels = decode_colour_jpeg(data)  # checked and read in one decode
+            if pixels is not None:
+                return pixels
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             if image.format == "JPEG":

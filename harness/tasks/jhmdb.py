@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from harness.data.cards import task_split
-from harness.data.rules import read_mat, sequence_files
+from harness.data.rules import read_mat, require_sequence_files
 from harness.engine.protocol import Protocol
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
@@ -216,9 +216,7 @@ class JhmdbTask(Task):
         folder = self.frames_dir / name
         if not folder.is_dir():
             raise DataError(f"clip {name!r}: frame folder {folder} is missing")
-        paths, problems = sequence_files(folder, ".png")
-        if problems:
-            raise DataError(f"clip {name!r}:\n" + "\n".join(f"  {line}" for line in problems))
+        paths = require_sequence_files(folder, ".png", f"clip {name!r}")
         if not paths:
             raise DataError(f"clip {name!r}: no *.png frames in {folder}")
         return paths

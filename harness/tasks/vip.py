@@ -34,7 +34,7 @@ from natsort import natsorted
 from PIL import Image
 
 from harness.data.cards import task_split
-from harness.data.rules import sequence_files
+from harness.data.rules import require_sequence_files
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
 from harness.metrics import miou
@@ -115,10 +115,7 @@ class VipTask(Task):
         folder = self.images_dir / name
         if not folder.is_dir():
             raise DataError(f"video {name!r}: image folder {folder} is missing")
-        files, problems = sequence_files(folder, ".jpg")
-        if problems:
-            raise DataError(f"video {name!r}:\n" + "\n".join(f"  {line}" for line in problems))
-        stems = natsorted(p.stem for p in files)
+        stems = natsorted(p.stem for p in require_sequence_files(folder, ".jpg", f"video {name!r}"))
         if not stems:
             raise DataError(f"video {name!r}: no *.jpg frames in {folder}")
         return stems

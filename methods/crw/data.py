@@ -33,8 +33,10 @@ import torch
 from natsort import natsorted
 from torch.utils.data import default_collate
 
+from harness.data.hashcache import HashCache
+from harness.data.hashcache import cache_dir as harness_cache_dir
 from harness.errors import DataError
-from harness.io import atomic_write_json, sha256_file
+from harness.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,6 @@ def seeded_generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(mix_seed(*parts))
 
 
-def default_cache_dir() -> Path:
-    """``$HARNESS_CACHE`` or ``$XDG_CACHE_HOME/crwbench`` or ``~/.cache/crwbench``."""
-    if os.environ.get("HARNESS_CACHE"):
-        return Path(os.environ["HARNESS_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "crwbench"
-
-
 # -- discovery and indexing -------------------------------------------------------------------
 
 
@@ -81,7 +75,7 @@ class VideoEntry:
     kind: str  # "file" or "frames"
     fps: float
     pts: tuple[int, ...]
-    #: bytes of the file (frame folders: of all their images) and their sha256 (:func:`content_sha256`)
+    #: bytes of the file (frame folders: of all their images) and their sha256 (:func:`_content`)
     size: int = 0
     sha256: str = ""
 
@@ -121,26 +115,19 @@ def discover(root: Path) -> dict[str, tuple[str, dict[str, int]]]:
     return found
 
 
-def content_key(path: Path, kind: str) -> dict[str, int]:
-    """What a cached content hash is valid for: size, mtime and ctime (a rewrite that keeps size and
-    mtime, as ``cp -p`` does, still changes ctime), summed or maxed over a frame folder's images."""
-    files = frame_files(path) if kind == "frames" else [path]
-    stats = [f.stat() for f in files]
-    return {"size": sum(s.st_size for s in stats), "mtime_ns": max(s.st_mtime_ns for s in stats),
-            "ctime_ns": max(s.st_ctime_ns for s in stats), "count": len(stats)}
-
-
-def content_sha256(path: Path, kind: str) -> str:
-    """sha256 of a video file's bytes; of a frame folder, over each image's name and bytes in frame order."""
+def _content(hashes: HashCache, root: Path, rel: str, kind: str) -> dict[str, Any]:
+    """Bytes and sha256 of a video file; of a frame folder, the images' total bytes and a sha256 over each
+    image's name, size and sha256 in frame order. File hashes come from the harness's per-file cache, so
+    an unchanged video is not read again."""
+    path = root / rel
     if kind != "frames":
-        return sha256_file(path)
-    digest = hashlib.sha256()
+        return {"size": path.stat().st_size, "sha256": hashes.sha256(path, rel)}
+    digest, size = hashlib.sha256(), 0
     for frame in frame_files(path):
-        digest.update(f"{frame.name}\0{frame.stat().st_size}\0".encode())
-        with open(frame, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
+        bytes_ = frame.stat().st_size
+        digest.update(f"{frame.name}\0{bytes_}\0{hashes.sha256(frame, (Path(rel) / frame.name).as_posix())}\n".encode())
+        size += bytes_
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -202,7 +189,7 @@ def index_videos(
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"training data folder {root} does not exist or is not a folder")
-    cache_file = (cache_dir or default_cache_dir()) / "video-index" / (
+    cache_file = (cache_dir or harness_cache_dir()) / "video-index" / (
         hashlib.sha1(str(root).encode()).hexdigest()[:16] + ".json"
     )
     cached = _read_cache(cache_file, root)
@@ -212,7 +199,7 @@ def index_videos(
     for rel, (kind, signature) in found.items():
         old = cached.get(rel)
         if old is not None and old.get("kind") == kind and old.get("signature") == signature:
-            fresh[rel] = _with_content_hash(old, root / rel)
+            fresh[rel] = old
             stats.reused += 1
             continue
         path = root / rel
@@ -225,42 +212,27 @@ def index_videos(
                 log.warning("skipping unreadable video: %s", err)
                 entry = {"kind": kind, "signature": signature, "error": str(err)}
                 stats.failed += 1
-        fresh[rel] = _with_content_hash(entry, path)
+        fresh[rel] = entry
         stats.indexed += 1
     if fresh != cached:
         atomic_write_json(cache_file, {"version": INDEX_VERSION, "root": str(root), "videos": fresh})
     stats.failed = sum(1 for e in fresh.values() if "error" in e)
+    hashes = HashCache(root, cache_dir)  # training provenance (methods.crw.provenance) compares these
     videos = [
         VideoEntry(
             path=root / rel,
             kind=e["kind"],
             fps=float(e["fps"]) if e["fps"] is not None else float(frame_folder_fps or 0.0),
             pts=_unpack_pts(e["pts"]),
-            size=int(e["content"]["key"]["size"]),
-            sha256=str(e["content"]["sha256"]),
+            **_content(hashes, root, rel, e["kind"]),
         )
         for rel, e in natsorted(fresh.items(), key=lambda kv: kv[0])
         if "error" not in e
     ]
+    hashes.save()
     if not videos:
         raise DataError(f"no readable video files ({', '.join(VIDEO_EXTENSIONS)}) or frame folders under {root}")
     return videos, stats
-
-
-def _with_content_hash(entry: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``entry`` with the sha256 of the video's content, reused while :func:`content_key` is unchanged.
-
-    Training provenance (:mod:`methods.crw.provenance`) compares these hashes, so a video replaced by
-    another of the same size is noticed; hashing costs one read of each new or changed video, about
-    what indexing it costs already. Unreadable videos are not hashed (they are not trained on).
-    """
-    if "error" in entry:
-        return entry
-    key = content_key(path, entry["kind"])
-    known = entry.get("content")
-    if isinstance(known, dict) and known.get("key") == key:
-        return entry
-    return {**entry, "content": {"key": key, "sha256": content_sha256(path, entry["kind"])}}
 
 
 def _read_cache(cache_file: Path, root: Path) -> dict[str, Any]:
