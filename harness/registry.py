@@ -10,7 +10,8 @@ Where entries come from, built-in and third-party alike:
   adding a file there) and every task module under ``harness/tasks/``;
 - installed packages exposing an entry point in the group ``harness.methods`` (the entry point
   may name a module, which registers methods and trainers on import, or a factory, registered
-  under the entry point's name);
+  under the entry point's name), or ``harness.tasks`` (a module that registers tasks on import, or a
+  :class:`~harness.tasks.base.Task` subclass, registered under the entry point's name);
 - prefix families such as ``timm:<model>`` registered with :func:`register_method_family`.
 
 A trainable method registers its trainer beside itself with :func:`register_trainer`; nothing in
@@ -39,6 +40,7 @@ TASK_PACKAGE = "harness.tasks"
 #: task modules that hold shared machinery, not tasks
 _TASK_HELPERS = ("base", "frames")
 ENTRY_POINT_GROUP = "harness.methods"
+TASK_ENTRY_POINT_GROUP = "harness.tasks"
 
 
 def _modules_in(package: str, skip: tuple[str, ...] = ()) -> list[str]:
@@ -88,7 +90,8 @@ class TrainerEntry:
 @dataclass(frozen=True)
 class TaskEntry:
     """What the registry knows about a task without reading any data. ``factory`` is the task class
-    (called as ``factory(data_root, config)``); its metric names are the class's, declared nowhere else."""
+    (called as ``factory(data_root, config)``); its facts (metrics and their direction, leaderboard label
+    and order, dataset cards) are the class's attributes, declared nowhere else."""
 
     name: str
     factory: Callable[..., Any]
@@ -104,6 +107,15 @@ class TaskEntry:
     def metric_keys(self) -> tuple[str, ...]:
         """Every global metric the task reports, in its order."""
         return tuple(self.factory.metric_keys)
+
+    @property
+    def label(self) -> str:
+        """The leaderboard's name for the task's benchmark (the task's name when it declares none)."""
+        return self.factory.label or self.name
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Whether a larger value of ``metric`` is better."""
+        return bool(self.factory.higher_is_better(metric))
 
 
 @dataclass
@@ -159,6 +171,17 @@ def _load_methods_and_trainers() -> None:
 def _load_tasks() -> None:
     for module in _modules_in(TASK_PACKAGE, _TASK_HELPERS):
         importlib.import_module(module)
+    _load_task_entry_points()
+
+
+def _load_task_entry_points() -> None:
+    """Tasks from installed packages: an entry point naming a module registers on import; one naming a
+    task class is registered under the entry point's name (its summary: the docstring's first line)."""
+    for entry_point in metadata.entry_points(group=TASK_ENTRY_POINT_GROUP):
+        target = entry_point.load()
+        if isinstance(target, type) and entry_point.name not in _TASKS.entries:
+            summary = (target.__doc__ or "third-party task").strip().splitlines()[0]
+            register_task(entry_point.name, summary=summary)(target)
 
 
 _METHODS = _Registry("method", _load_methods_and_trainers)
@@ -201,9 +224,15 @@ _FAMILY_EXAMPLES: dict[str, str] = {}
 def register_task(
     name: str, *, summary: str, aliases: tuple[str, ...] = ()
 ) -> Callable[[type], type]:
-    """Register a :class:`~harness.tasks.base.Task` subclass (built as ``cls(data_root, config)``)."""
+    """Register a :class:`~harness.tasks.base.Task` subclass (built as ``cls(data_root, config)``); a class
+    that names itself differently is refused (records, cards and outputs use the registered name)."""
 
     def decorator(factory: type) -> type:
+        declared = getattr(factory, "name", "")
+        if declared and declared != name:
+            raise ValueError(f"task class {factory.__name__} is named {declared!r}, registered as {name!r}")
+        if not declared:
+            factory.name = name
         _TASKS.add(TaskEntry(name, factory, summary, aliases))
         return factory
 
@@ -251,6 +280,13 @@ def list_methods(pattern: str = "*", exclude: str | None = None, trainable: bool
 def list_tasks(pattern: str = "*") -> list[str]:
     """Registered task names matching a wildcard ``pattern``, naturally sorted."""
     return [n for n in _TASKS.names() if fnmatch.fnmatch(n, pattern)]
+
+
+def ordered_tasks() -> list[TaskEntry]:
+    """Every registered task in leaderboard order: by the class's ``order``, ties in registration order."""
+    _TASKS.load()
+    entries = list(_TASKS.entries.values())
+    return sorted(entries, key=lambda e: (getattr(e.factory, "order", 1000), entries.index(e)))
 
 
 def method_families() -> dict[str, str]:

@@ -311,15 +311,20 @@ def test_unknown_card_lists_known_ones() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "field"), [
-    (lambda d: d.pop("license"), "'license' is required"),
-    (lambda d: d["download"]["files"][0].update(sha256="abc"), "'download.files[0].sha256'"),
-    (lambda d: d["download"]["files"][0].update(verified=True, sha256=None), "'download.files[0].verified'"),
-    (lambda d: d["download"]["files"][0].update(size="big"), "'download.files[0].size'"),
+    (lambda d: d.pop("license"), "'license' is missing"),
+    (lambda d: d["download"]["files"][0].update(sha256="abc"), "'download.files.0.sha256'"),
+    (lambda d: d["download"]["files"][0].update(verified=True, sha256=None), "'download.files.0.verified'"),
+    (lambda d: d["download"]["files"][0].update(size="big"), "'download.files.0.size'"),
     (lambda d: d["download"].update(method="ftp"), "'download.method'"),
-    (lambda d: d.update(colour="blue"), "colour"),
+    (lambda d: d.update(colour="blue"), "'colour'"),
     (lambda d: d["check"].update(default_split="test"), "'check.default_split'"),
     (lambda d: d["check"]["splits"]["val"].update(annotated="some"), "'check.splits.val.annotated'"),
     (lambda d: d.update(citation="Pont-Tuset et al."), "'citation'"),
+    (lambda d: d["check"].update(labels="davis-pallete"), "'check.labels'"),
+    (lambda d: d["check"].update(labels="class-ids"), "'check.num_classes'"),
+    (lambda d: d["check"].update(labels="keypoints-json"), "'check.kind'"),
+    (lambda d: d["check"]["splits"]["val"]["lists"][0].update(format="lines"), "'check.splits.val.lists.0.format'"),
+    (lambda d: d["official"]["splits"]["val"].update(size=30), "'official.splits.val'"),
 ])
 def test_bad_card_names_file_and_field(tmp_path: Path, mutate: Any, field: str) -> None:
     import yaml

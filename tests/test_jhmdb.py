@@ -14,15 +14,10 @@ import torch
 from harness.cli import main
 from harness.engine.protocol import resolve_protocol
 from harness.errors import DataError, HarnessError, PredictionError
+from harness.labels.keypoints import decode_heatmaps, to_grid, to_pixels
+from harness.labels.keypoints import gaussian_heatmaps as joint_heatmaps
 from harness.tasks.frames import resize_frames
-from harness.tasks.jhmdb import (
-    NUM_JOINTS,
-    JhmdbTask,
-    decode_heatmaps,
-    joint_heatmaps,
-    to_grid,
-    to_pixels,
-)
+from harness.tasks.jhmdb import NUM_JOINTS, JhmdbTask
 from tests.datagen import make_jhmdb_clip
 
 REPO = Path(__file__).resolve().parents[1]

@@ -223,7 +223,12 @@ def test_many_sequences_become_a_box_plot_and_unknown_tasks_still_render(tmp_pat
     assert all(seq in davis.read_text() for seq in SEQUENCES)  # one row per sequence
     md = (out / "leaderboard.md").read_text()
     assert "## my-task, 5 sequences (no official split list)" not in md and "my-task" in md
-    assert "| mIoU % | pixel_acc % |" in md
+    # A task no longer registered has no known split size: it renders, by its first metric, but is never ranked.
+    smoke = md.split("## Smoke runs (not ranked)")[1]
+    assert "| mIoU % | why not ranked |" in smoke and "no official split size is known for 'my-task'" in smoke
+    rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
+    (row,) = [r for r in rows if r["task"] == "my-task"]
+    assert row["mIoU"] and row["pixel_acc"] and row["smoke"] == "true"
 
 
 def test_malformed_and_partial_records_are_reported_by_path_and_skipped(tmp_path: Path, capsys) -> None:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from harness.cli import main
 from harness.errors import DataError, PredictionError
-from harness.tasks.vip import CLASS_NAMES, NUM_CLASSES, VipTask, labels_from_soft, soft_labels
+from harness.labels.parts import labels_from_soft, soft_labels
+from harness.tasks.vip import CLASS_NAMES, NUM_CLASSES, VipTask
 from tests.datagen import IGNORE, make_vip_dataset
 
 REPO = Path(__file__).resolve().parents[1]

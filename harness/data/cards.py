@@ -1,104 +1,206 @@
-"""Dataset cards: the YAML files in ``datasets/`` that say where a benchmark comes from and what it holds.
+"""Dataset cards: the YAML files that say where a benchmark comes from and what it holds.
 
 A card is the single source of truth for a dataset's official URLs, checksums, layout, license and
-citation, and for what ``harness data check`` expects to find. Cards are validated when loaded, so a
-typo in a card fails at once with the card's file and the field's path instead of deep inside a
-download or a run.
+citation, for what ``harness data check`` expects to find (``check:``: folder patterns, the label
+format, the split lists) and for the official splits a run's data is identified against
+(``official:``, :mod:`harness.data.identify`). The shipped cards live in ``datasets/``; a task may
+bring its own card file (``Task.card_path``), found by the same lookups.
+
+Cards are declared as pydantic models and read through :func:`harness.declared.read_model`, so a typo
+fails at once with the card's file and the key's dotted path instead of deep inside a download or a
+run. What the label format and list formats named in a card mean is registered in
+:mod:`harness.labels.formats`; a card naming one that no task registers fails when loaded.
 """
 
 from __future__ import annotations
 
-import codecs
-import fnmatch
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
 
 from harness.data.roots import DATASETS_DIR
+from harness.declared import Declared, read_model
 from harness.errors import DataError, HarnessError
 from harness.io import read_yaml
+from harness.labels.formats import label_format, list_format
 
-DOWNLOAD_METHODS = ("http", "manual")
-CHECK_KINDS = ("masks", "keypoints")
-LABEL_FORMATS = ("davis-palette", "binary", "class-ids", "jhmdb-mat")
-LIST_FORMATS = ("names", "davis-frame-pairs", "jhmdb-official")
-ANNOTATED = ("all", "first")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-BOM = "\ufeff"
 
 
 class CardError(HarnessError):
-    """A dataset card is malformed; the message names the card file and the field."""
+    """A dataset card is malformed; the message names the card file and the key."""
 
 
-@dataclass(frozen=True)
-class RemoteFile:
+class RemoteFile(Declared):
     """One file of an HTTP dataset: fetched from ``base_url + name`` (or a mirror) and unpacked."""
 
-    name: str
-    part: str
-    default: bool
-    size: int | None
-    sha256: str | None
-    verified: bool
-    extract: bool
-    unpacks_to: str | None
+    name: StrictStr
+    part: StrictStr
+    default: StrictBool = True
+    size: StrictInt | None = None
+    sha256: StrictStr | None = None
+    verified: StrictBool
+    extract: StrictBool = True
+    unpacks_to: StrictStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, name: str) -> str:
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError("must be a plain file name")
+        return name
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, size: int | None) -> int | None:
+        if size is not None and size <= 0:
+            raise ValueError("must be a positive number of bytes or null")
+        return size
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, sha: str | None) -> str | None:
+        if sha is not None and not _SHA256.match(sha):
+            raise ValueError("must be 64 lowercase hex digits or null (never a guess)")
+        return sha
+
+    @field_validator("verified")
+    @classmethod
+    def _needs_sha(cls, verified: bool, info: ValidationInfo) -> bool:
+        if verified and info.data.get("sha256") is None:
+            raise ValueError("cannot be true without a sha256")
+        return verified
 
 
-@dataclass(frozen=True)
-class SplitList:
-    """Where a split's sequence list lives (a path or glob relative to the data root) and its format."""
+class Download(Declared):
+    """How the data is fetched: ``http`` (files under ``base_url``) or ``manual`` (instructions)."""
 
-    path: str
-    format: str
+    method: Literal["http", "manual"]
+    base_url: StrictStr | None = None
+    files: list[RemoteFile] = Field(default_factory=list)
+    instructions: StrictStr | None = None
+    note: StrictStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return url
 
 
-@dataclass(frozen=True)
-class Split:
+class SplitList(Declared):
+    """Where a split's sequence list lives (a path or glob relative to the data root) and its format
+    (a registered :class:`~harness.labels.formats.ListFormat`)."""
+
+    path: StrictStr
+    format: StrictStr
+
+
+class Split(Declared):
     """A split: candidate lists (the first one present wins) and which frames carry annotations."""
 
-    name: str
-    lists: tuple[SplitList, ...]
-    annotated: str
+    lists: list[SplitList] = Field(min_length=1)
+    annotated: Literal["all", "first"]
+    _name: str = PrivateAttr(default="")
+
+    @property
+    def name(self) -> str:
+        return self._name
 
 
-@dataclass(frozen=True)
-class CheckSpec:
-    """What ``harness data check`` validates: folder patterns (with ``{sequence}``) and label format."""
+class CheckSpec(Declared):
+    """What ``harness data check`` validates: folder patterns (with ``{sequence}``), the label format (a
+    registered :class:`~harness.labels.formats.LabelFormat`, with the keys it requires) and the splits."""
 
-    kind: str
-    frames: str
-    frame_suffix: str
-    annotations: str
-    annotation_suffix: str
-    labels: str
-    default_split: str
+    kind: Literal["masks", "keypoints"]
+    frames: StrictStr
+    frame_suffix: StrictStr
+    annotations: StrictStr
+    annotation_suffix: StrictStr = ""
+    labels: StrictStr
+    default_split: StrictStr
     splits: dict[str, Split]
-    num_classes: int | None = None
-    ignore_ids: tuple[int, ...] = ()
-    mat_keys: tuple[str, ...] = ()
-    joints: int | None = None
+    num_classes: StrictInt | None = None
+    ignore_ids: tuple[StrictInt, ...] = ()
+    mat_keys: tuple[StrictStr, ...] = ()
+    joints: StrictInt | None = None
+    points_key: StrictStr | None = None
+
+    @field_validator("frames", "annotations")
+    @classmethod
+    def _per_sequence(cls, pattern: str) -> str:
+        if "{sequence}" not in pattern:
+            raise ValueError("must contain '{sequence}'")
+        return pattern
+
+    def model_post_init(self, context: Any) -> None:
+        for name, split in self.splits.items():
+            split._name = name
 
 
-@dataclass(frozen=True)
-class Card:
+class OfficialSplitBody(Declared):
+    """One official split: its sequences with first-frame object counts, its sequence names (counts not
+    fixed), or only its size where the names are not known."""
+
+    objects: dict[str, StrictInt] | None = None
+    sequences: list[StrictStr] | None = None
+    size: StrictInt | None = None
+
+
+class Official(Declared):
+    """The official split lists a run's data is identified against (:mod:`harness.data.identify`)."""
+
+    dataset: StrictStr
+    unit: StrictStr = "sequences"
+    splits: dict[str, OfficialSplitBody] = Field(min_length=1)
+
+
+class Card(Declared):
     """A validated dataset card."""
 
-    name: str
-    title: str
-    tasks: tuple[str, ...]
-    homepage: str
-    license: str
-    citation: str
-    method: str
-    base_url: str | None
-    files: tuple[RemoteFile, ...]
-    instructions: str | None
-    layout: dict[str, str]
-    check: CheckSpec | None
-    note: str | None = None
-    source: str = "<dict>"
+    name: StrictStr
+    title: StrictStr
+    tasks: tuple[StrictStr, ...] = ()
+    homepage: StrictStr
+    license: StrictStr
+    citation: StrictStr
+    note: StrictStr | None = None
+    download: Download
+    layout: dict[StrictStr, StrictStr]
+    check: CheckSpec | None = None
+    official: Official | None = None
+    _source: str = PrivateAttr(default="<dict>")
+
+    @field_validator("citation")
+    @classmethod
+    def _bibtex(cls, citation: str) -> str:
+        if not citation.lstrip().startswith("@"):
+            raise ValueError("must be a BibTeX entry (starting with '@')")
+        return citation
+
+    @property
+    def source(self) -> str:
+        """The card's file (or what it was read from)."""
+        return self._source
+
+    @property
+    def method(self) -> str:
+        return self.download.method
+
+    @property
+    def base_url(self) -> str | None:
+        return self.download.base_url
+
+    @property
+    def files(self) -> tuple[RemoteFile, ...]:
+        return tuple(self.download.files)
+
+    @property
+    def instructions(self) -> str | None:
+        return self.download.instructions
 
     @property
     def default_task(self) -> str:
@@ -106,189 +208,58 @@ class Card:
         return self.tasks[0] if self.tasks else self.name
 
 
-class _Fields:
-    """Typed access to one mapping of a card, raising :class:`CardError` with the field's full path."""
-
-    def __init__(self, data: Any, source: str, where: str) -> None:
-        self.source = source
-        self.where = where
-        if not isinstance(data, dict):
-            raise CardError(f"{source}: field '{where or '<top>'}' must be a mapping, got {type(data).__name__}")
-        self.data = data
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, key: str, problem: str) -> CardError:
-        return CardError(f"{self.source}: field '{self.path(key)}' {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], *, required: bool = True, default: Any = None) -> Any:
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise self.fail(key, "is required")
-            return default
-        value = self.data[key]
-        if isinstance(value, bool) and kind in (int, (int,)):
-            raise self.fail(key, f"must be {_kind_name(kind)}, got a boolean")
-        if not isinstance(value, kind):
-            raise self.fail(key, f"must be {_kind_name(kind)}, got {type(value).__name__} {value!r}")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], *, required: bool = True, default: str | None = None) -> Any:
-        value = self.get(key, str, required=required, default=default)
-        if value is not None and value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def sub(self, key: str, *, required: bool = True) -> _Fields | None:
-        if self.data.get(key) is None:
-            if required:
-                raise self.fail(key, "is required")
-            return None
-        return _Fields(self.data[key], self.source, self.path(key))
-
-    def strings(self, key: str, *, required: bool = True) -> tuple[str, ...]:
-        value = self.get(key, list, required=required, default=[])
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise self.fail(f"{key}[{i}]", f"must be a string, got {item!r}")
-        return tuple(value)
-
-    def unknown(self, allowed: set[str]) -> None:
-        extra = sorted(set(self.data) - allowed)
-        if extra:
-            raise CardError(
-                f"{self.source}: unknown field(s) {', '.join(self.path(k) for k in extra)} "
-                f"(allowed: {', '.join(sorted(allowed))})"
-            )
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", bool: "true/false", list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
 def parse_card(data: Any, source: str = "<dict>") -> Card:
-    """Validate a card's parsed YAML and build a :class:`Card`; errors name ``source`` and the field."""
-    top = _Fields(data, source, "")
-    top.unknown({"name", "title", "tasks", "homepage", "license", "citation", "note", "download", "layout", "check",
-                 "official"})  # official: split lists read by harness/data/identify.py
-    name = top.get("name", str)
-    citation = top.get("citation", str)
-    if not citation.lstrip().startswith("@"):
-        raise top.fail("citation", "must be a BibTeX entry (starting with '@')")
-    download = top.sub("download")
-    assert download is not None
-    download.unknown({"method", "base_url", "files", "instructions", "note"})
-    method = download.choice("method", DOWNLOAD_METHODS)
-    base_url = download.get("base_url", str, required=method == "http")
-    if base_url is not None and not base_url.startswith(("http://", "https://")):
-        raise download.fail("base_url", f"must be an http(s) URL, got {base_url!r}")
-    files = tuple(_parse_file(item, source, f"download.files[{i}]") for i, item in
-                  enumerate(download.get("files", list, required=method == "http", default=[])))
-    if method == "http" and not files:
-        raise download.fail("files", "must list at least one file for an http download")
-    instructions = download.get("instructions", str, required=method == "manual")
-    layout = top.get("layout", dict)
-    for key, value in layout.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise top.fail("layout", f"must map paths to descriptions (strings), got {key!r}: {value!r}")
-    check = top.sub("check", required=False)
-    return Card(
-        name=name,
-        title=top.get("title", str),
-        tasks=top.strings("tasks", required=False),
-        homepage=top.get("homepage", str),
-        license=top.get("license", str),
-        citation=citation,
-        method=method,
-        base_url=base_url,
-        files=files,
-        instructions=instructions,
-        layout=dict(layout),
-        check=_parse_check(check) if check is not None else None,
-        note="\n".join(n for n in (top.get("note", str, required=False), download.get("note", str, required=False)) if n)
-        or None,
-        source=source,
-    )
+    """Validate a card's parsed YAML and build a :class:`Card`; errors name ``source`` and the key."""
+    card = read_model(Card, data, source, CardError)
+    card._source = source
+    _check_rules(card, source)
+    return card
 
 
-def _parse_file(item: Any, source: str, where: str) -> RemoteFile:
-    f = _Fields(item, source, where)
-    f.unknown({"name", "part", "default", "size", "sha256", "verified", "extract", "unpacks_to"})
-    name = f.get("name", str)
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise f.fail("name", f"must be a plain file name, got {name!r}")
-    sha = f.get("sha256", str, required=False)
-    if sha is not None and not _SHA256.match(sha):
-        raise f.fail("sha256", "must be 64 lowercase hex digits or null (never a guess)")
-    verified = f.get("verified", bool)
-    if verified and sha is None:
-        raise f.fail("verified", "cannot be true without a sha256")
-    size = f.get("size", int, required=False)
-    if size is not None and size <= 0:
-        raise f.fail("size", f"must be a positive number of bytes or null, got {size}")
-    return RemoteFile(
-        name=name,
-        part=f.get("part", str),
-        default=f.get("default", bool, required=False, default=True),
-        size=size,
-        sha256=sha,
-        verified=verified,
-        extract=f.get("extract", bool, required=False, default=True),
-        unpacks_to=f.get("unpacks_to", str, required=False),
-    )
+def _fail(source: str, key: str, problem: str) -> CardError:
+    return CardError(f"{source}: key {key!r} {problem}")
 
 
-def _parse_check(f: _Fields) -> CheckSpec:
-    f.unknown({"kind", "frames", "frame_suffix", "annotations", "annotation_suffix", "labels", "default_split",
-               "splits", "num_classes", "ignore_ids", "mat_keys", "joints"})
-    kind = f.choice("kind", CHECK_KINDS)
-    for key in ("frames", "annotations"):
-        if "{sequence}" not in f.get(key, str):
-            raise f.fail(key, "must contain '{sequence}'")
-    splits_field = f.sub("splits")
-    assert splits_field is not None
-    splits = {}
-    for split_name in splits_field.data:
-        s = splits_field.sub(str(split_name))
-        assert s is not None
-        s.unknown({"lists", "annotated"})
-        lists = []
-        for i, entry in enumerate(s.get("lists", list)):
-            item = _Fields(entry, f.source, s.path(f"lists[{i}]"))
-            item.unknown({"path", "format"})
-            split_list = SplitList(item.get("path", str), item.choice("format", LIST_FORMATS))
-            if split_list.format == "jhmdb-official" and Path(split_list.path).name.count("*") != 1:
-                raise item.fail("path", "of a jhmdb-official list must be a glob with one '*' (the class name)")
-            lists.append(split_list)
-        if not lists:
-            raise s.fail("lists", "must name at least one list file")
-        splits[str(split_name)] = Split(str(split_name), tuple(lists), s.choice("annotated", ANNOTATED))
-    default_split = f.get("default_split", str)
-    if default_split not in splits:
-        raise f.fail("default_split", f"names no split of 'splits' ({', '.join(splits)})")
-    ignore = f.get("ignore_ids", list, required=False, default=[])
-    if not all(isinstance(i, int) for i in ignore):
-        raise f.fail("ignore_ids", f"must be a list of integers, got {ignore!r}")
-    labels = f.choice("labels", LABEL_FORMATS)
-    num_classes = f.get("num_classes", int, required=labels == "class-ids")
-    joints = f.get("joints", int, required=labels == "jhmdb-mat")
-    return CheckSpec(
-        kind=kind,
-        frames=f.get("frames", str),
-        frame_suffix=f.get("frame_suffix", str),
-        annotations=f.get("annotations", str),
-        annotation_suffix=f.get("annotation_suffix", str, required=False, default=""),
-        labels=labels,
-        default_split=default_split,
-        splits=splits,
-        num_classes=num_classes,
-        ignore_ids=tuple(ignore),
-        mat_keys=f.strings("mat_keys", required=labels == "jhmdb-mat"),
-        joints=joints,
-    )
+def _check_rules(card: Card, source: str) -> None:
+    """The rules that tie one key to another, or to a registered format."""
+    download = card.download
+    if download.method == "http":
+        if download.base_url is None:
+            raise _fail(source, "download.base_url", "is missing (an http download needs it)")
+        if not download.files:
+            raise _fail(source, "download.files", "must list at least one file for an http download")
+    elif download.instructions is None:
+        raise _fail(source, "download.instructions", "is missing (a manual download needs it)")
+    for split_name, body in (card.official.splits.items() if card.official else ()):
+        given = [key for key in ("objects", "sequences", "size") if getattr(body, key) is not None]
+        if len(given) != 1:
+            raise _fail(source, f"official.splits.{split_name}", "needs exactly one of 'objects' (name: object count), "
+                        f"'sequences' (names) or 'size' (a count), got {', '.join(given) or 'none'}")
+    spec = card.check
+    if spec is None:
+        return
+    if spec.default_split not in spec.splits:
+        raise _fail(source, "check.default_split", f"is {spec.default_split!r}, which names no split of "
+                    f"'check.splits' ({', '.join(spec.splits)})")
+    try:
+        fmt = label_format(spec.labels)
+    except HarnessError as err:
+        raise _fail(source, "check.labels", f"names no label format: {err}") from None
+    if fmt.kind != spec.kind:
+        raise _fail(source, "check.kind", f"is {spec.kind!r} but label format {fmt.name!r} is {fmt.kind!r}")
+    for key in fmt.requires:
+        if getattr(spec, key) in (None, ()):
+            raise _fail(source, f"check.{key}", f"is missing (label format {fmt.name!r} needs it)")
+    for split_name, split in spec.splits.items():
+        for i, entry in enumerate(split.lists):
+            where = f"check.splits.{split_name}.lists.{i}"
+            try:
+                parser = list_format(entry.format)
+            except HarnessError as err:
+                raise _fail(source, f"{where}.format", f"names no split-list format: {err}") from None
+            problem = parser.path_problem(entry.path) if parser.path_problem else None
+            if problem:
+                raise _fail(source, f"{where}.path", f"of a {entry.format} list {problem}")
 
 
 # -- split lists: the card says where they are and in which format; this is their one reader ----------
@@ -309,13 +280,14 @@ def split_names(root: Path, split: Split) -> tuple[list[str], Path]:
             files = [root / candidate.path] if (root / candidate.path).is_file() else []
         if not files:
             continue
+        parser = list_format(candidate.format)
         try:
-            names = _parse_lists(files, candidate)
+            names = [name for path in files for name in parser.parse(path, candidate.path)]
         except (OSError, UnicodeDecodeError) as err:
             raise DataError(f"{files[0]}: unreadable split list ({err})") from err
         if not names:
             raise DataError(f"{files[0]}: split list {split.name!r} names no sequence")
-        return names, files[0]
+        return list(dict.fromkeys(names)), files[0]
     looked = ", ".join(str(root / c.path) for c in split.lists)
     raise DataError(f"{root}: no list of split {split.name!r} (looked for {looked})")
 
@@ -339,72 +311,80 @@ def read_split(root: Path, split: Split) -> tuple[list[str] | None, list[str]]:
         return None, [str(err)]
 
 
-def _lines(path: Path) -> list[str]:
-    """The names of a list file, read as UTF-8.
-
-    A UTF-8 byte-order mark at the start (Windows Notepad writes one) is not part of the first name
-    and is dropped; one anywhere else (files joined together) or a UTF-16 file is refused, saying so,
-    since either would otherwise become an invisible character of a sequence name.
-    """
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise DataError(f"{path}: split list is UTF-16 text (it starts with a UTF-16 byte-order mark); "
-                        "save it as UTF-8")
-    lines = [ln.strip() for ln in raw.decode("utf-8-sig").splitlines()]
-    for number, line in enumerate(lines, 1):
-        if BOM in line:
-            raise DataError(f"{path}: line {number} holds a byte-order mark (U+FEFF) inside the list, as when "
-                            "files are joined together; remove it")
-    return [ln for ln in lines if ln and not ln.startswith("#")]
-
-
-def _parse_lists(files: list[Path], candidate: SplitList) -> list[str]:
-    names: list[str] = []
-    for path in files:
-        if candidate.format == "names":
-            names += [ln.strip("/") for ln in _lines(path)]
-        elif candidate.format == "davis-frame-pairs":
-            # "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
-            for line in _lines(path):
-                parts = line.split()[0].strip("/").split("/")
-                if len(parts) < 4:
-                    raise DataError(f"{path}: cannot read a sequence name from line {line!r}")
-                names.append(parts[2])
-        else:  # jhmdb-official: "<class>_test_split1.txt" lines "<clip>.avi <1 train | 2 test>"
-            if not fnmatch.fnmatch(path.name, Path(candidate.path).name):
-                continue
-            before, after = Path(candidate.path).name.split("*", 1)
-            cls = path.name[len(before): len(path.name) - len(after)]
-            for line in _lines(path):
-                if len(line.split()) != 2:
-                    raise DataError(f"{path}: cannot read line {line!r} (expected '<clip>.avi 1|2')")
-                if line.split()[1] == "2":
-                    names.append(f"{cls}/{Path(line.split()[0]).stem}")
-    return list(dict.fromkeys(names))
+# -- finding cards ------------------------------------------------------------------------------------
 
 
 def load_card(path: str | Path) -> Card:
-    """Read and validate one card file; a YAML syntax error or a bad field names the file."""
+    """Read and validate one card file; a YAML syntax error or a bad key names the file."""
     path = Path(path)
     data = read_yaml(path, "dataset card", CardError)
     card = parse_card(data, str(path))
     if card.name != path.stem:
-        raise CardError(f"{path}: field 'name' is {card.name!r} but the file is named {path.name!r}")
+        raise CardError(f"{path}: key 'name' is {card.name!r} but the file is named {path.name!r}")
     return card
 
 
 def card_paths(cards_dir: Path = DATASETS_DIR) -> list[Path]:
+    """The card files of a folder (the shipped ``datasets/`` by default)."""
     return sorted(cards_dir.glob("*.yaml"))
 
 
+def card_files(cards_dir: Path = DATASETS_DIR) -> dict[str, Path]:
+    """Every card file by card name: those in ``cards_dir`` and those registered tasks bring
+    (``Task.card_path``); a shipped card wins over a task's file of the same name."""
+    from harness.registry import get_task, list_tasks
+
+    files = {path.stem: path for path in card_paths(cards_dir)}
+    for task in list_tasks():
+        own = get_task(task).factory.card_path
+        if own is not None:
+            files.setdefault(Path(own).stem, Path(own))
+    return files
+
+
+def task_cards(task: str, cards_dir: Path = DATASETS_DIR) -> tuple[str, ...]:
+    """The dataset cards a task's data is checked and identified against, its own first.
+
+    ``Task.cards`` when the task declares them; else the card of its ``card_path``; else a card named
+    after the task, or one whose ``tasks`` lists it. ``()`` when there is none (also for a name no task
+    is registered under that no card serves): such a task has no known official split, so its runs are
+    never ranked (:func:`harness.data.identify.smoke_reasons`).
+    """
+    from harness.registry import get_task
+
+    try:
+        factory = get_task(task).factory
+    except HarnessError:
+        factory = None
+    if factory is not None and factory.cards:
+        return tuple(factory.cards)
+    if factory is not None and factory.card_path is not None:
+        return (Path(factory.card_path).stem,)
+    files = card_files(cards_dir)
+    if task in files:
+        return (task,)
+    serving = [name for name, path in files.items() if task in load_card(path).tasks]
+    return tuple(serving[:1])
+
+
+def card_named(name: str, cards_dir: Path = DATASETS_DIR) -> Card:
+    """The card called ``name`` (a file ``<name>.yaml`` in ``cards_dir`` or a task's own card file)."""
+    files = card_files(cards_dir)
+    if name not in files:
+        raise DataError(f"no dataset card named {name!r}; known: {', '.join(sorted(files)) or 'none'}")
+    return load_card(files[name])
+
+
 def find_card(name: str, cards_dir: Path = DATASETS_DIR) -> Card:
-    """The card named ``name``, or the card serving task ``name`` (``davis`` → ``davis2017``)."""
-    direct = cards_dir / f"{name}.yaml"
-    if direct.is_file():
-        return load_card(direct)
-    cards = [load_card(p) for p in card_paths(cards_dir)]
-    for card in cards:
-        if name in card.tasks:
-            return card
-    known = sorted({c.name for c in cards} | {t for c in cards for t in c.tasks})
-    raise DataError(f"no dataset card for {name!r} in {cards_dir}; known: {', '.join(known) or 'none'}")
+    """The card of task ``name`` (its own card, :func:`task_cards`), else the card named ``name``
+    (``davis`` → ``davis2017``, ``davis2017`` → ``davis2017``)."""
+    cards = task_cards(name, cards_dir)
+    if cards:
+        return card_named(cards[0], cards_dir)
+    files = card_files(cards_dir)
+    if name in files:
+        return load_card(files[name])
+    loaded = [load_card(p) for p in files.values()]
+    known = sorted({c.name for c in loaded} | {t for c in loaded for t in c.tasks})
+    raise DataError(f"no dataset card for {name!r} in {cards_dir} or the tasks' own cards; "
+                    f"known: {', '.join(known) or 'none'}")

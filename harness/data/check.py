@@ -4,7 +4,9 @@ A corrupt frame or a mask in the wrong format otherwise surfaces hours into a ru
 greyscale 0/255 mask read as "object 255" silently scores near zero). ``require_valid`` is called by
 the runner before a run; ``harness data check`` prints the same report. Every problem is one line
 that starts with the offending file. Which files a sequence has and whether a JPEG is intact are
-decided by :mod:`harness.data.rules`, which the task readers apply too.
+decided by :mod:`harness.data.rules`, which the task readers apply too; how an annotation file is
+read is decided by the label format the task's card names (:mod:`harness.labels.formats`), so a
+task brings its own format without an edit here.
 """
 
 from __future__ import annotations
@@ -17,17 +19,11 @@ from functools import partial
 from pathlib import Path
 
 from harness.data.cards import Card, CheckSpec, Split, find_card, read_split
-from harness.data.images import (
-    object_ids_problem,
-    objects,
-    probe_image,
-    read_error,
-    read_labels,
-    unpadded_names,
-)
+from harness.data.images import Labels, object_ids_problem, probe_image, read_error, unpadded_names
 from harness.data.roots import resolve_data_root
-from harness.data.rules import read_mat, sequence_files
+from harness.data.rules import sequence_files
 from harness.errors import DataError
+from harness.labels.formats import LabelFormat, label_format
 
 #: how many problem lines a ``DataError`` from :func:`require_valid` shows before summarising
 REPORT_LINES = 20
@@ -114,8 +110,9 @@ def run_check(task: str, root: Path, sequences: list[str] | None = None, *, spli
     if not names:
         return report
     report.sequences = names
-    checker = _check_masks if spec.kind == "masks" else _check_keypoints
-    job = partial(checker, root, spec, spec.splits[split_name], full)
+    fmt = label_format(spec.labels)
+    checker = _check_masks if fmt.kind == "masks" else _check_keypoints
+    job = partial(checker, root, spec, fmt, spec.splits[split_name], full)
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         for result in pool.map(job, names):
             report.frames += result.frames
@@ -170,7 +167,14 @@ def _probe_frames(frames: list[Path], full: bool, result: _SequenceResult) -> di
     return sizes
 
 
-def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str) -> _SequenceResult:
+def _objects(labels: Labels, fmt: LabelFormat, spec: CheckSpec) -> list[int]:
+    """The object (or foreground class) ids of a label map: not background 0, not void or ignored."""
+    void = {0, *fmt.void_ids, *spec.ignore_ids}
+    return [v for v in labels.ids or () if v not in void]
+
+
+def _check_masks(root: Path, spec: CheckSpec, fmt: LabelFormat, split: Split, full: bool,
+                 seq: str) -> _SequenceResult:
     result = _SequenceResult()
     frames = _frames(root, spec, seq, result)
     if not frames:
@@ -197,8 +201,7 @@ def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str
         path = found[stem]
         result.annotations += 1
         try:
-            labels = read_labels(path, spec.labels, spec.num_classes, spec.ignore_ids,
-                                 decode=full or stem == stems[0])
+            labels = fmt.read(path, spec, full or stem == stems[0])
         except (OSError, SyntaxError, ValueError) as err:
             result.problems.append(f"{path}: {read_error(err)}")
             continue
@@ -207,39 +210,39 @@ def _check_masks(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str
         if stem in sizes and labels.size != sizes[stem]:
             result.problems.append(f"{path}: annotation is {_wh(labels.size)} but its frame "
                                    f"{frames[stems.index(stem)].name} is {_wh(sizes[stem])}")
-        if stem == stems[0] and not labels.problem and not objects(labels, spec.labels, spec.ignore_ids):
+        if stem == stems[0] and not labels.problem and not _objects(labels, fmt, spec):
             result.problems.append(f"{path}: first-frame annotation has no object (ids present: "
-                                   f"{list(labels.ids)}), so there is nothing to propagate")
-        elif stem == stems[0] and not labels.problem and spec.labels == "davis-palette":
-            problem = object_ids_problem(objects(labels, spec.labels, spec.ignore_ids))
+                                   f"{list(labels.ids or ())}), so there is nothing to propagate")
+        elif stem == stems[0] and not labels.problem and fmt.contiguous_ids:
+            problem = object_ids_problem(_objects(labels, fmt, spec))
             if problem:
                 result.problems.append(f"{path}: {problem}")
     return result
 
 
-def _check_keypoints(root: Path, spec: CheckSpec, split: Split, full: bool, seq: str) -> _SequenceResult:
+def _check_keypoints(root: Path, spec: CheckSpec, fmt: LabelFormat, split: Split, full: bool,
+                     seq: str) -> _SequenceResult:
+    """One keypoint file per sequence, read by the card's label format: ``[2, joints, frames]``."""
     result = _SequenceResult()
     frames = _frames(root, spec, seq, result)
     if not frames:
         return result  # a missing clip is one problem, not two
     _probe_frames(frames, full, result)
-    mat = root / spec.annotations.format(sequence=seq)
-    if not mat.is_file():
-        result.problems.append(f"{mat}: joint annotation of clip {seq!r} is missing")
+    path = root / spec.annotations.format(sequence=seq)
+    if not path.is_file():
+        result.problems.append(f"{path}: joint annotation of clip {seq!r} is missing")
         return result
     result.annotations += 1
     try:
-        content = read_mat(mat, spec.mat_keys)
+        points, what = fmt.read(path, spec)
     except DataError as err:
         result.problems.append(str(err))
         return result
-    key = spec.mat_keys[0]
-    shape = content[key].shape
-    expected = (2, spec.joints, len(frames))
-    if len(shape) != 3 or shape[:2] != expected[:2]:
-        result.problems.append(f"{mat}: '{key}' has shape {shape}, expected (2, {spec.joints}, frames)")
+    shape = tuple(points.shape)
+    if len(shape) != 3 or shape[:2] != (2, spec.joints):
+        result.problems.append(f"{path}: {what} has shape {shape}, expected (2, {spec.joints}, frames)")
     elif shape[2] != len(frames):
-        result.problems.append(f"{mat}: '{key}' covers {shape[2]} frames but {frames[0].parent} holds "
+        result.problems.append(f"{path}: {what} covers {shape[2]} frames but {frames[0].parent} holds "
                                f"{len(frames)}")
     return result
 

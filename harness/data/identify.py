@@ -18,26 +18,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from harness.data.cards import card_named, task_cards
 from harness.data.roots import DATASETS_DIR
 from harness.errors import HarnessError
-from harness.io import read_yaml
 
-#: cards to check a task's data against, the task's own dataset first (it wins a tie)
-CANDIDATES: dict[str, tuple[str, ...]] = {
-    "davis": ("davis2017", "davis2016"),
-    "davis2016": ("davis2016", "davis2017"),
-    "jhmdb": ("jhmdb",),
-    "vip": ("vip",),
-}
-#: tasks whose shipped sample is generated, not real (datasets/sample/vip/README.md)
-SYNTHETIC_SAMPLES = frozenset({"vip"})
 #: below this share of its official split a run is a smoke run
 SMOKE_FRACTION = 0.10
 SAMPLE_DIR = DATASETS_DIR / "sample"
-
-
-class IdentifyError(HarnessError):
-    """A dataset card's ``official`` block is malformed; the message names the card."""
 
 
 @dataclass(frozen=True)
@@ -64,35 +51,38 @@ class OfficialSplit:
         return True
 
 
-def _official(card: str) -> tuple[str, str, list[OfficialSplit]]:
-    path = DATASETS_DIR / f"{card}.yaml"
-    block = (read_yaml(path, "dataset card", IdentifyError) or {}).get("official")
-    if not isinstance(block, dict) or not isinstance(block.get("dataset"), str) or not isinstance(block.get("splits"), dict):
-        raise IdentifyError(f"{path}: 'official' needs 'dataset', 'unit' and 'splits' (split name -> objects/sequences/size)")
-    dataset, unit = block["dataset"], str(block.get("unit", "sequences"))
-    splits = []
-    for split, body in block["splits"].items():
-        if isinstance(body.get("objects"), dict):
-            objects: dict[str, int | None] | None = {str(k): int(v) for k, v in body["objects"].items()}
-        elif isinstance(body.get("sequences"), list):
-            objects = {str(name): None for name in body["sequences"]}
-        elif isinstance(body.get("size"), int):
-            objects = None
-        else:
-            raise IdentifyError(f"{path}: official split {split!r} needs 'objects', 'sequences' or 'size'")
-        size = len(objects) if objects is not None else int(body["size"])
-        splits.append(OfficialSplit(dataset, str(split), unit, size, objects))
-    return dataset, unit, splits
-
-
 @cache
 def official_splits(card: str) -> tuple[OfficialSplit, ...]:
-    """The official splits of one dataset card (``davis2016``, ``davis2017``, ``jhmdb``, ``vip``)."""
-    return tuple(_official(card)[2])
+    """The official splits of one dataset card (``davis2016``, ``davis2017``, ``jhmdb``, ``vip``, or a task's
+    own card); ``()`` for a card without an ``official:`` block."""
+    official = card_named(card).official
+    if official is None:
+        return ()
+    splits = []
+    for split, body in official.splits.items():
+        if body.objects is not None:
+            objects: dict[str, int | None] | None = dict(body.objects)
+        elif body.sequences is not None:
+            objects = dict.fromkeys(body.sequences)
+        else:
+            objects = None
+        size = len(objects) if objects is not None else int(body.size or 0)
+        splits.append(OfficialSplit(official.dataset, split, official.unit, size, objects))
+    return tuple(splits)
 
 
-def _candidates(task: str) -> list[str]:
-    return list(CANDIDATES.get(task, ()))
+def _candidates(task: str) -> list[OfficialSplit]:
+    """The official splits a task's data is identified against: those of its cards, its own card first."""
+    return [split for card in task_cards(task) for split in official_splits(card)]
+
+
+def _task_class(task: str) -> Any:
+    from harness.registry import get_task
+
+    try:
+        return get_task(task).factory
+    except HarnessError:
+        return None
 
 
 def _counted(count: int, unit: str) -> str:
@@ -108,11 +98,10 @@ def identify(task: str, objects: Mapping[str, int | None], synthetic: bool = Fal
     split ("not in DAVIS-2017 val or DAVIS-2016 val"); synthetic data is never an official split.
     """
     count = len(objects)
-    cards = _candidates(task)
-    if not cards:
+    splits = _candidates(task)
+    if not splits:
         return {"name": task, "split": None, "sequences": count, "of_split": None,
                 "label": f"{task}, {_counted(count, 'sequences')} (no official split list)"}
-    splits = [split for card in cards for split in official_splits(card)]
     unit = splits[0].unit
     if synthetic:
         return {"name": f"synthetic {splits[0].dataset}-layout sample", "split": None, "sequences": count,
@@ -170,8 +159,10 @@ def smoke_reasons(dataset: Mapping[str, Any], data: Mapping[str, Any] | None) ->
 
     Smoke: any ``--limit``; the shipped sample; synthetic data; fewer sequences than
     :data:`SMOKE_FRACTION` of the official split (data outside any official split is compared with
-    the size of the task's own split). A share at or above it is ranked, among runs on the same
-    sequences only, and labelled "n of N".
+    the size of the task's own split); and data whose official split size is unknown — a task with no
+    dataset card holding an ``official:`` split (:func:`harness.data.cards.task_cards`) is never ranked.
+    A share at or above the fraction is ranked, among runs on the same sequences only, and labelled
+    "n of N".
     """
     data = data or {}
     reasons = []
@@ -182,33 +173,38 @@ def smoke_reasons(dataset: Mapping[str, Any], data: Mapping[str, Any] | None) ->
     if str(dataset.get("name", "")).startswith("synthetic"):
         reasons.append("synthetic data")
     size = dataset.get("of_split")
-    if size is None:
-        splits = [s for card in CANDIDATES.get(task_of(dataset), ()) for s in official_splits(card)]
-        size = splits[0].size if splits else None
+    home = home_split(task_of(dataset))
+    if size is None and home is not None:
+        size = home.size
     count = int(dataset.get("sequences") or 0)
-    if size and count < math.ceil(SMOKE_FRACTION * size):
-        reasons.append(f"{count} of {size} {_unit_of(dataset)} (under {SMOKE_FRACTION:.0%} of the split)")
+    if not size:
+        reasons.append(f"no official split size is known for {dataset.get('name')!r} (its task names no dataset "
+                       "card with an 'official:' split), so the share of the benchmark it covers is unknown")
+    elif count < math.ceil(SMOKE_FRACTION * size):
+        unit = home.unit if home is not None else "sequences"
+        reasons.append(f"{count} of {size} {unit} (under {SMOKE_FRACTION:.0%} of the split)")
     return reasons
 
 
 def task_of(dataset: Mapping[str, Any]) -> str:
-    """The task whose own dataset ``dataset`` names ("" if none): its split sizes and its published numbers."""
+    """The task whose own dataset ``dataset`` names ("" if none): its split sizes and its published numbers.
+    Tasks are asked in leaderboard order; a task's own dataset is its own card's (``Task.cards[0]``)."""
+    from harness.registry import ordered_tasks
+
     name = str(dataset.get("name", ""))
-    for task, cards in CANDIDATES.items():
-        if any(split.dataset in name for split in official_splits(cards[0])):
-            return task
+    for entry in ordered_tasks():
+        cards = task_cards(entry.name)
+        if cards and any(split.dataset in name for split in official_splits(cards[0])):
+            return entry.name
     return ""
 
 
 def home_split(task: str) -> OfficialSplit | None:
-    """The official split a task's published numbers are for (its own card's first split)."""
-    cards = CANDIDATES.get(task)
-    return official_splits(cards[0])[0] if cards else None
-
-
-def _unit_of(dataset: Mapping[str, Any]) -> str:
-    task = task_of(dataset)
-    return official_splits(CANDIDATES[task][0])[0].unit if task else "sequences"
+    """The official split a task's published numbers are for (its own card's first split); None for a task
+    with no card holding one (or ``""``, no task)."""
+    cards = task_cards(task) if task else ()
+    splits = official_splits(cards[0]) if cards else ()
+    return splits[0] if splits else None
 
 
 def describe_run_data(task: str, data: Mapping[str, Any], per_sequence: Mapping[str, Any] | None,
@@ -218,5 +214,6 @@ def describe_run_data(task: str, data: Mapping[str, Any], per_sequence: Mapping[
     records written before ``data.dataset`` existed."""
     sample = bool(data.get("sample")) or is_shipped_sample(data.get("root"))
     objects = objects_from_scores(per_sequence, per_object, data.get("sequences"))
-    dataset = identify(task, objects, synthetic=sample and task in SYNTHETIC_SAMPLES)
+    factory = _task_class(task)
+    dataset = identify(task, objects, synthetic=sample and bool(factory is not None and factory.synthetic_sample))
     return dataset, bool(smoke_reasons(dataset, data))

@@ -162,12 +162,6 @@ def _rgb_to_palette_ids(image: Image.Image, size: tuple[int, int]) -> Labels:
     return Labels(size, "RGB", tuple(sorted({_PALETTE_IDS[tuple(c)] for _, c in colours})))
 
 
-def objects(labels: Labels, fmt: str, ignore_ids: tuple[int, ...] = ()) -> list[int]:
-    """The object (or foreground class) ids of a label map: not background 0, not void/ignored."""
-    void = {0, *ignore_ids} | ({255} if fmt == "davis-palette" else set())
-    return [v for v in labels.ids or () if v not in void]
-
-
 def _short(values: list) -> str:
     shown = ", ".join(str(v) for v in values[:8])
     return shown + (f", … ({len(values)} in all)" if len(values) > 8 else "")

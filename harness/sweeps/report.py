@@ -60,6 +60,7 @@ def gather(spec: SweepSpec, cells: list[Cell], layout: Layout) -> pd.DataFrame:
 
 
 def primary_metric(table: pd.DataFrame, task: str) -> str | None:
+    """The task's primary metric (the registry's), when the table has that column."""
     from harness.registry import get_task
 
     name = get_task(task).metric
@@ -135,7 +136,7 @@ def write_report(spec: SweepSpec, cells: list[Cell], layout: Layout) -> Path:
     """Write ``report.csv``, ``report.md`` and ``plot-<knob>.svg``; returns the Markdown file's path."""
     table = gather(spec, cells, layout)
     layout.root.mkdir(parents=True, exist_ok=True)
-    metric_columns = [c for c in table.columns if c not in TIMING_KEYS and _is_metric(table, c)]
+    metric_columns = [c for c in table.columns if c in _metric_keys()]
     atomic_write_text(layout.root / "report.csv", table.to_csv(index=False))
     metric = primary_metric(table, spec.task)
     plots: list[Path] = []
@@ -152,6 +153,8 @@ def write_report(spec: SweepSpec, cells: list[Cell], layout: Layout) -> Path:
     return report
 
 
-def _is_metric(table: pd.DataFrame, column: str) -> bool:
-    """Record metrics are the columns named like the tasks' official keys (DAVIS, JHMDB, VIP)."""
-    return column.startswith(("J&F", "J-", "F-", "PCK@")) or column in ("mIoU", "pixel_acc")
+def _metric_keys() -> set[str]:
+    """Every metric a registered task reports (the registry's): the columns shown as percentages."""
+    from harness.registry import get_task, list_tasks
+
+    return {key for task in list_tasks() for key in get_task(task).metric_keys}

@@ -1,11 +1,16 @@
 """The contract every task fulfils: read a benchmark, encode/decode labels, score, write predictions.
 
-Tasks own their file formats and label encodings; they import metrics, never methods.
+Tasks own their file formats and label encodings; they import metrics, never methods. A task class and
+its dataset card are the only places a task's facts are stated: its metrics and their direction, its
+leaderboard label and position, the cards its data is identified against, whether its shipped sample
+is synthetic, and how its numbers are re-derived from a record. ``harness.data.identify``, the data
+check, the leaderboard, sweep reports and record re-derivation ask the task registry for them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +48,20 @@ class Task(ABC):
     primary_metric: str = ""
     #: the metrics tables show (the CSV keeps all of ``metric_keys``); empty: the primary one alone
     headline_metrics: tuple[str, ...] = ()
+    #: metrics where lower is better (e.g. DAVIS's decays); every other metric is higher-is-better
+    lower_is_better: tuple[str, ...] = ()
+    #: the leaderboard's name for the task's benchmark (e.g. "DAVIS-2017 val"); empty: the task's name
+    label: str = ""
+    #: position on the leaderboard and in listings: lower first, ties in registration order
+    order: int = 1000
+    #: dataset cards (by name) a run's data is identified against, the task's own first (it wins a tie).
+    #: Empty: the card of ``card_path``, else a card named after the task or serving it. A task with no
+    #: card holding an ``official:`` split has no known split size, so its runs are never ranked.
+    cards: tuple[str, ...] = ()
+    #: the task's own dataset card file, when it does not live in the shipped ``datasets/`` folder
+    card_path: Path | None = None
+    #: the task's shipped sample is generated, not real data: its runs are labelled synthetic
+    synthetic_sample: bool = False
     #: the data-root layout, printed when the root is missing or malformed
     layout_help: str = ""
     #: the ``--set task.<key>`` keys the task reads; anything else is refused before a run (None: unchecked)
@@ -89,6 +108,19 @@ class Task(ABC):
     @abstractmethod
     def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None) -> dict[str, Any]:
         """Score a folder of written predictions (``harness score``); same blocks as :meth:`aggregate`."""
+
+    @classmethod
+    def higher_is_better(cls, metric: str) -> bool:
+        """Whether a larger value of ``metric`` is better (ranking and "best" in plots)."""
+        return metric not in cls.lower_is_better
+
+    @classmethod
+    def rederive(cls, record: dict[str, Any]) -> Iterator[tuple[str, Any, Any, str]]:
+        """Re-derive a run record's numbers from its own finer-grained blocks, as :meth:`aggregate`
+        computes them: ``(key, stored, derived, source)`` for each number that can be checked (the
+        generic comparison is :func:`harness.runs.rederive.derivation_problem`). A block the record does not
+        store is skipped. Pure numpy: the leaderboard imports no torch. The default checks nothing."""
+        return iter(())
 
     @classmethod
     def protocol_defaults(cls, family: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ mode-P palette PNGs with ids 0..N — the format the official evaluator reads.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from harness.data.images import davis_palette, object_ids_problem, unpadded_name
 from harness.data.rules import require_sequence_files
 from harness.errors import DataError
 from harness.io import atomic_path
+from harness.labels.formats import ListFormat, list_lines, register_list_format
+from harness.labels.masks import decode_masks, one_hot_soft
 from harness.metrics import davis as davis_metrics
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
@@ -35,6 +38,21 @@ PALETTE = davis_palette().reshape(-1).tolist()
 _PALETTE_LOOKUP = {tuple(PALETTE[3 * i : 3 * i + 3]): i for i in range(255, -1, -1)}
 
 
+def _frame_pair_names(path: Path, pattern: str) -> list[str]:
+    """DAVIS-2016's split lists: lines ``/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png``."""
+    names = []
+    for line in list_lines(path):
+        parts = line.split()[0].strip("/").split("/")
+        if len(parts) < 4:
+            raise DataError(f"{path}: cannot read a sequence name from line {line!r}")
+        names.append(parts[2])
+    return names
+
+
+register_list_format(ListFormat("davis-frame-pairs", "DAVIS-2016 frame-pair lines (frame path, annotation path)",
+                                _frame_pair_names))
+
+
 class DavisTask(Task):
     """DAVIS-2017 semi-supervised: palette PNGs, objects 1..N from the first frame, 255 = void."""
 
@@ -44,7 +62,11 @@ class DavisTask(Task):
     visual_outputs = ("visualize/{name}.jpg",)
     metric_keys = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
     primary_metric = "J&F-Mean"
-    headline_metrics = ("J&F-Mean", "J-Mean", "F-Mean")  # recalls and decays (lower is better) stay in the CSV
+    headline_metrics = ("J&F-Mean", "J-Mean", "F-Mean")  # recalls and decays stay in the CSV
+    lower_is_better = ("J-Decay", "F-Decay")
+    label = "DAVIS-2017 val"
+    order = 10
+    cards = ("davis2017", "davis2016")  # DAVIS-2016's single-object sequences read in the 2017 layout are 2016's
     resolution = "480p"
     binary_masks = False
     layout_help = (
@@ -128,28 +150,11 @@ class DavisTask(Task):
     # -- labels ------------------------------------------------------------------------------
     def encode(self, seq: Sequence, grid: tuple[int, int]) -> torch.Tensor:
         """One channel per id 0..N of the first frame (void counts as background), bilinear to the grid."""
-        import torch
-        import torch.nn.functional as F
-
-        first = torch.from_numpy(seq.gt[0].astype(np.int64))
-        first[first == VOID] = 0
-        onehot = F.one_hot(first, seq.meta["n_objects"] + 1).permute(2, 0, 1).float()
-        return F.interpolate(onehot[None], size=grid, mode="bilinear", align_corners=False)[0]
+        return one_hot_soft(_without_void(seq.gt[0]), seq.meta["n_objects"] + 1, grid)
 
     def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
         """Bilinear upsampling of each frame's soft labels to the frame size, argmax → ids; frame 0 = GT."""
-        import torch
-        import torch.nn.functional as F
-
-        height, width = seq.gt.shape[1:3]
-        out = np.empty(seq.gt.shape, dtype=np.uint8)
-        first = seq.gt[0].copy()
-        first[first == VOID] = 0
-        out[0] = first
-        for t in range(1, soft.shape[0]):
-            up = F.interpolate(soft[t : t + 1].float(), size=(height, width), mode="bilinear", align_corners=False)
-            out[t] = up[0].argmax(0).to(torch.uint8).numpy()
-        return out
+        return decode_masks(soft, _without_void(seq.gt[0]))
 
     # -- scoring -----------------------------------------------------------------------------
     def score_sequence(self, seq: Sequence, prediction: np.ndarray) -> dict[str, Any]:
@@ -186,6 +191,31 @@ class DavisTask(Task):
                 print(f"warning: {paths[0]}: {problem}. Scored as the official evaluator does, phantom "
                       "objects included.", file=sys.stderr)
 
+    @classmethod
+    def rederive(cls, record: dict[str, Any]) -> Iterator[tuple[str, Any, Any, str]]:
+        """Every global metric from ``per_object`` (means over objects, J&F-Mean = (J-Mean + F-Mean) / 2);
+        each ``per_sequence`` J-Mean, F-Mean, J&F-Mean and object count from that sequence's objects.
+        ``per_object`` itself is the finest block and cannot be checked."""
+        per_object = record.get("per_object")
+        if not per_object:
+            return
+        for key, value in davis_metrics.global_scores(per_object).items():
+            yield f"metrics.{key}", record["metrics"].get(key), value, "per_object scores"
+        covered = 0
+        for seq, summary in (record.get("per_sequence") or {}).items():
+            objects = [scores for key, scores in per_object.items()
+                       if key.startswith(f"{seq}_") and key[len(seq) + 1:].isdigit()]
+            covered += len(objects)
+            source = f"per_object scores of {seq!r}"
+            yield f"per_sequence.{seq}.n_objects", summary.get("n_objects"), len(objects), source
+            if not objects:
+                continue
+            for key, value in davis_metrics.sequence_summary(objects).items():
+                if key != "n_objects":
+                    yield f"per_sequence.{seq}.{key}", summary.get(key), value, source
+        if record.get("per_sequence") is not None:
+            yield "per_object (objects of the listed sequences)", len(per_object), covered, "per_sequence blocks"
+
     # -- writing -----------------------------------------------------------------------------
     def write(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> None:
         folder = Path(out_dir) / seq.name
@@ -220,6 +250,9 @@ class Davis2016Task(DavisTask):
 
     name = "davis2016"
     binary_masks = True
+    label = "DAVIS-2016 val"
+    order = 20
+    cards = ("davis2016", "davis2017")
     layout_help = (
         "expected DAVIS-2016 layout under the data root:\n"
         "  JPEGImages/480p/<sequence>/00000.jpg ...\n"
@@ -231,6 +264,13 @@ class Davis2016Task(DavisTask):
     def read_mask(self, path: Path) -> np.ndarray:
         image = read_image(path, "L")
         return (image > 127).astype(np.uint8)
+
+
+def _without_void(mask: np.ndarray) -> np.ndarray:
+    """A copy of ``mask`` with void (255) as background 0."""
+    out = mask.copy()
+    out[out == VOID] = 0
+    return out
 
 
 def _object_ids(mask: np.ndarray) -> list[int]:

@@ -10,19 +10,14 @@ Choices, and why (docs/protocol.md §4.4–4.6, §5.2):
 
 - Frames are resized to a square (``resolution``, default 320) for the features, as CRW does;
   predictions and scores live in the original frame's pixels.
-- Cell geometry: a grid of ``h × w`` cells tiles the original ``H × W`` frame; cell ``i`` is centred
-  on pixel ``(i + 0.5) · W / w − 0.5`` (pixel centres on integers, the convention of bilinear
-  resizing with ``align_corners=False`` that the mask tasks use). The encoder places each joint's
-  Gaussian at its sub-cell position in that geometry and the decoder maps cells back with the same
-  formula, so encode → decode returns the ground truth up to the top-3 decoding error (< 1.4 px per
+- Labels: the shared keypoint codec (:mod:`harness.labels.keypoints`, where its cell geometry is
+  described): one channel per joint, an un-normalised Gaussian (σ = 0.5 cells, peak 1) on a 4 × 4
+  support (CRW's size), plus a background channel that is 1 where every joint channel is 0 — 16
+  channels. Encode → decode returns the ground truth up to the top-3 decoding error (< 1.4 px per
   axis at 8 × 6 px cells; under 1 px on frame 0 of the shipped clip). CRW rounds the Gaussian's centre
   to a cell and maps cells back to their top-left pixel with a hard-coded 40-cell grid; the
-  difference is a fraction of a cell.
-- Heatmaps: one channel per joint, an un-normalised Gaussian (σ = 0.5 cells, peak 1) on a 4 × 4
-  support (CRW's size: the 2 × 2 cells around the joint and a ring of one), zero elsewhere, plus a
-  background channel that is 1 where every joint channel is 0 — 16 channels. Propagation is linear
-  per channel, so the background channel never changes a joint's prediction; it is kept for
-  fidelity to CRW's label set.
+  difference is a fraction of a cell. Propagation is linear per channel, so the background channel
+  never changes a joint's prediction; it is kept for fidelity to CRW's label set.
 - Decoding: per joint, the weighted mean of the top-3 cells (weights = their values, normalised to
   sum 1); an all-zero map gives ``-1`` (no prediction).
 - Visibility: CRW scores a joint only where its *prediction* exists (``x >= 0``), so a joint
@@ -38,6 +33,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +45,14 @@ from harness.data.rules import read_mat, require_sequence_files
 from harness.engine.protocol import Protocol
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
+from harness.labels.formats import (
+    ListFormat,
+    class_from_file,
+    class_glob_problem,
+    list_lines,
+    register_list_format,
+)
+from harness.labels.keypoints import decode_points, gaussian_heatmaps
 from harness.metrics import pck
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
@@ -66,8 +70,6 @@ JOINT_NAMES = (
 #: limbs drawn by :meth:`JhmdbTask.visualize` (0-based joint indices)
 SKELETON = ((0, 2), (0, 1), (0, 3), (0, 4), (3, 7), (7, 11), (4, 8), (8, 12),
             (1, 5), (1, 6), (5, 9), (9, 13), (6, 10), (10, 14))
-SIGMA_CELLS = 0.5
-TOP_CELLS = 3
 SPLIT_FILE = Path("splits") / "test_split1_clips.txt"
 OFFICIAL_SPLIT_SUFFIX = "_test_split1.txt"
 VISIBILITY_OPTION = "jhmdb_visibility"
@@ -78,56 +80,23 @@ def metric_key(threshold: float) -> str:
     return f"PCK@{threshold:g}"
 
 
-# -- geometry: original pixels <-> feature-grid cells ------------------------------------------
-def to_grid(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """0-based pixel coordinates ``[2, ...]`` of an ``H × W`` frame → continuous cell coordinates."""
-    (height, width), (h, w) = size, grid
-    scale = np.array([w / width, h / height]).reshape(2, *([1] * (np.ndim(xy) - 1)))
-    return (np.asarray(xy, dtype=np.float64) + 0.5) * scale - 0.5
+def _official_split_names(path: Path, pattern: str) -> list[str]:
+    """JHMDB's official per-class split files ``<class>_test_split1.txt``: lines ``<clip>.avi 2`` are test clips
+    (``1``: training), named ``<class>/<clip>``."""
+    cls = class_from_file(path, pattern)
+    if cls is None:
+        return []
+    names = []
+    for line in list_lines(path):
+        if len(line.split()) != 2:
+            raise DataError(f"{path}: cannot read line {line!r} (expected '<clip>.avi 1|2')")
+        if line.split()[1] == "2":
+            names.append(f"{cls}/{Path(line.split()[0]).stem}")
+    return names
 
 
-def to_pixels(cells: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`to_grid`: continuous cell coordinates ``[2, ...]`` → 0-based pixels."""
-    (height, width), (h, w) = size, grid
-    cells = np.asarray(cells, dtype=np.float64)
-    scale = np.array([width / w, height / h]).reshape(2, *([1] * (cells.ndim - 1)))
-    return (cells + 0.5) * scale - 0.5
-
-
-def joint_heatmaps(xy: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """``[J + 1, h, w]``: a 4 × 4-support Gaussian per joint (σ = 0.5 cells) and a background channel."""
-    import torch
-
-    h, w = grid
-    centres = to_grid(xy, size, grid)  # [2, J]
-    maps = torch.zeros(centres.shape[1] + 1, h, w, dtype=torch.float64)
-    ys = torch.arange(h, dtype=torch.float64)[:, None]
-    xs = torch.arange(w, dtype=torch.float64)[None, :]
-    for j, (cx, cy) in enumerate(centres.T):
-        if not (math.isfinite(cx) and math.isfinite(cy)):
-            continue
-        x0, y0 = math.floor(cx), math.floor(cy)
-        support = ((xs >= x0 - 1) & (xs <= x0 + 2)) & ((ys >= y0 - 1) & (ys <= y0 + 2))
-        gauss = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * SIGMA_CELLS**2))
-        maps[j] = torch.where(support, gauss, 0.0)
-    maps[-1] = (maps[:-1] == 0).all(dim=0).double()
-    return maps.float()
-
-
-def decode_heatmaps(maps: torch.Tensor) -> np.ndarray:
-    """``[T, J, h, w]`` joint heatmaps → ``[2, J, T]`` cell coordinates (top-3 weighted mean; -1 if empty)."""
-    import torch
-
-    T, J, h, w = maps.shape
-    flat = maps.reshape(T, J, h * w).double()
-    values, index = flat.topk(min(TOP_CELLS, h * w), dim=-1)
-    total = values.sum(-1, keepdim=True)
-    weights = torch.where(total > 0, values / total.clamp_min(1e-300), 0.0)
-    x = (weights * (index % w).double()).sum(-1)
-    y = (weights * torch.div(index, w, rounding_mode="floor").double()).sum(-1)
-    empty = flat.amax(-1) <= 0
-    coords = torch.stack([x, y]).masked_fill(empty[None], -1.0)  # [2, T, J]
-    return coords.permute(0, 2, 1).numpy()
+register_list_format(ListFormat("jhmdb-official", "JHMDB per-class split files, lines '<clip>.avi 1|2' (2 = test)",
+                                _official_split_names, class_glob_problem))
 
 
 class JhmdbTask(Task):
@@ -140,6 +109,9 @@ class JhmdbTask(Task):
     metric_keys = tuple(metric_key(a) for a in pck.THRESHOLDS)
     primary_metric = "PCK@0.1"
     headline_metrics = ("PCK@0.1", "PCK@0.2")
+    label = "JHMDB split 1"
+    order = 30
+    cards = ("jhmdb",)
     layout_help = (
         "expected JHMDB layout under the data root:\n"
         "  Rename_Images/<class>/<clip>/00001.png ...\n"
@@ -248,13 +220,11 @@ class JhmdbTask(Task):
     # -- labels ------------------------------------------------------------------------------
     def encode(self, seq: Sequence, grid: tuple[int, int]) -> torch.Tensor:
         """Frame 0's joints as Gaussian heatmaps plus background, ``[16, h, w]``."""
-        return joint_heatmaps(seq.gt[:, :, 0], seq.meta["size"], tuple(grid))
+        return gaussian_heatmaps(seq.gt[:, :, 0], seq.meta["size"], tuple(grid))
 
     def decode(self, seq: Sequence, soft: torch.Tensor) -> np.ndarray:
         """``[T, 16, h, w]`` → ``[2, 15, T]`` 0-based pixel coordinates of the original frame (-1 = none)."""
-        cells = decode_heatmaps(soft[:, :NUM_JOINTS].detach().cpu())
-        pixels = to_pixels(cells, seq.meta["size"], tuple(soft.shape[-2:]))
-        return np.where(cells[:1] < 0, -1.0, pixels)  # a weighted mean of cell indices is never < 0
+        return decode_points(soft, NUM_JOINTS, seq.meta["size"])
 
     # -- scoring -----------------------------------------------------------------------------
     def score_sequence(self, seq: Sequence, prediction: np.ndarray) -> dict[str, Any]:
@@ -302,6 +272,29 @@ class JhmdbTask(Task):
             per_sequence[name] = self._score(gt, read_prediction(Path(pred_dir) / f"{name}.npy", gt.shape), size)
         return self.aggregate(per_sequence)
 
+    @classmethod
+    def rederive(cls, record: dict[str, Any]) -> Iterator[tuple[str, Any, Any, str]]:
+        """Every PCK from the per-clip joint counts (``per_sequence[*].hits/totals``), and each clip's PCK and
+        ``per_joint`` from the same counts; the global numbers only when every clip stores its counts."""
+        per_sequence = record.get("per_sequence") or {}
+        counts = {clip: _counts(result) for clip, result in per_sequence.items()}
+        for clip, pair in counts.items():
+            if pair is not None:
+                for key, value in _pck_metrics(*pair).items():
+                    yield f"per_sequence.{clip}.{key}", per_sequence[clip].get(key), value, f"joint counts of {clip!r}"
+        if not counts or any(pair is None for pair in counts.values()):
+            return
+        all_hits = sum(pair[0] for pair in counts.values())
+        all_totals = sum(pair[1] for pair in counts.values())
+        for key, value in _pck_metrics(all_hits, all_totals).items():
+            yield f"metrics.{key}", record["metrics"].get(key), value, "per-clip joint counts"
+        for joint, scores in (record.get("per_joint") or {}).items():
+            j = JOINT_NAMES.index(joint)
+            for i, a in enumerate(pck.THRESHOLDS):
+                key = metric_key(a)
+                value = float(all_hits[i, j] / all_totals[j]) if all_totals[j] else None
+                yield f"per_joint.{joint}.{key}", scores.get(key), value, "per-clip joint counts"
+
     # -- writing -----------------------------------------------------------------------------
     def write(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> None:
         path = Path(out_dir) / f"{seq.name}.npy"
@@ -345,6 +338,14 @@ def read_prediction(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if not np.isfinite(pred).all():
         raise PredictionError(f"prediction {path} contains NaN or Inf (use -1 for 'no prediction')")
     return pred.astype(np.float64)
+
+
+def _counts(result: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A clip's joint counts from a record, None when its entry holds none."""
+    if not isinstance(result, dict) or not isinstance(result.get("hits"), dict) or "totals" not in result:
+        return None
+    hits = np.asarray([result["hits"][f"{a:g}"] for a in pck.THRESHOLDS], dtype=np.int64)
+    return hits, np.asarray(result["totals"], dtype=np.int64)
 
 
 def _pck_metrics(hits: np.ndarray, totals: np.ndarray) -> dict[str, float | None]:

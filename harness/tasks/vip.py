@@ -26,6 +26,7 @@ Choices, and why (docs/protocol.md §4.4–4.6, §5.3):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from harness.data.cards import task_split
 from harness.data.rules import require_sequence_files
 from harness.errors import DataError, HarnessError, PredictionError
 from harness.io import atomic_path
+from harness.labels.parts import labels_from_soft, soft_labels
 from harness.metrics import miou
 from harness.registry import register_task
 from harness.tasks.base import Sequence, Task
@@ -53,25 +55,6 @@ CLASS_NAMES = (
 NUM_CLASSES = len(CLASS_NAMES)
 
 
-def soft_labels(labels: np.ndarray, class_ids: list[int], grid: tuple[int, int]) -> torch.Tensor:
-    """``[K, h, w]`` bilinearly downsampled one-hot maps of ``labels`` for ``class_ids`` (in that order)."""
-    import torch
-    import torch.nn.functional as F
-
-    ids = torch.as_tensor(class_ids, dtype=torch.int64).view(-1, 1, 1)
-    onehot = (torch.from_numpy(np.asarray(labels, dtype=np.int64))[None] == ids).float()
-    return F.interpolate(onehot[None], size=tuple(grid), mode="bilinear", align_corners=False)[0]
-
-
-def labels_from_soft(soft: torch.Tensor, class_ids: list[int], size: tuple[int, int]) -> np.ndarray:
-    """``[K, h, w]`` soft labels → ``[H, W]`` uint8 class ids (bilinear upsampling, argmax)."""
-    import torch.nn.functional as F
-
-    up = F.interpolate(soft[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
-    lookup = np.asarray(class_ids, dtype=np.uint8)
-    return lookup[up.argmax(0).numpy()]
-
-
 class VipTask(Task):
     """VIP val part propagation; predictions are class-id PNGs ``<video>/<frame>.png``."""
 
@@ -81,6 +64,10 @@ class VipTask(Task):
     visual_outputs = ("visualize/{name}.png",)
     metric_keys = ("mIoU", "pixel_acc")
     primary_metric = "mIoU"
+    label = "VIP val"
+    order = 40
+    cards = ("vip",)
+    synthetic_sample = True  # datasets/sample/vip is generated: no real VIP data may be shipped
     layout_help = (
         "expected VIP layout under the data root:\n"
         "  VIP_Fine/Images/<video>/<frame>.jpg ...\n"
@@ -200,6 +187,31 @@ class VipTask(Task):
             per_sequence[name] = _summary(confusion, frames=len(frames))
         return self.aggregate(per_sequence)
 
+    @classmethod
+    def rederive(cls, record: dict[str, Any]) -> Iterator[tuple[str, Any, Any, str]]:
+        """mIoU and pixel accuracy from the summed per-video confusion matrices (only when every video stores
+        one), each video's from its own, and ``per_class`` IoU."""
+        per_sequence = record.get("per_sequence") or {}
+        matrices = {}
+        for video, result in per_sequence.items():
+            confusion = np.asarray(result.get("confusion") if isinstance(result, dict) else None, dtype=object)
+            if confusion.shape != (NUM_CLASSES, NUM_CLASSES):
+                continue  # no VIP confusion matrix stored for this video
+            matrices[video] = confusion = confusion.astype(np.int64)
+            source = f"confusion matrix of {video!r}"
+            yield f"per_sequence.{video}.mIoU", result.get("mIoU"), _nan_none(miou.mean_iou(confusion)), source
+            yield (f"per_sequence.{video}.pixel_acc", result.get("pixel_acc"),
+                   _nan_none(miou.pixel_accuracy(confusion)), source)
+        if not matrices or len(matrices) != len(per_sequence):
+            return
+        total = sum(matrices.values())
+        source = "per-video confusion matrices"
+        yield "metrics.mIoU", record["metrics"].get("mIoU"), _nan_none(miou.mean_iou(total)), source
+        yield "metrics.pixel_acc", record["metrics"].get("pixel_acc"), _nan_none(miou.pixel_accuracy(total)), source
+        iou = miou.class_iou(total)
+        for name, stored in (record.get("per_class") or {}).items():
+            yield f"per_class.{name}", stored, _nan_none(iou[CLASS_NAMES.index(name)]), source
+
     # -- writing -----------------------------------------------------------------------------
     def write(self, seq: Sequence, prediction: np.ndarray, out_dir: Path) -> None:
         folder = Path(out_dir) / seq.name
@@ -249,6 +261,10 @@ def _score_file(path: Path, gt: np.ndarray) -> np.ndarray:
     if invalid.any():
         raise PredictionError(f"prediction {path} has class id {int(pred[invalid].max())}; VIP ids are 0..{NUM_CLASSES - 1}")
     return miou.confusion_matrix(gt, pred, NUM_CLASSES)
+
+
+def _nan_none(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def _summary(confusion: np.ndarray, frames: int) -> dict[str, Any]:
