@@ -1,0 +1,36 @@
+"""VFS (Video Frame-level Similarity, Xu & Wang, ICCV 2021): registration of the ``vfs`` method.
+
+The package splits into model (trunk, projector, predictor, stride-8 evaluation encoder), loss,
+pairs (frame sampling on CRW's video index and decoder), augment, recipe, checkpoint and method
+(the evaluation wrapper). Importing the package stays free of torch so ``harness list`` is fast;
+the factory imports the heavy modules on first use. methods/vfs/README.md is the method card.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.facts import MethodFacts
+from harness.registry import register_method
+
+#: the default (ResNet-18) features; a ResNet-50 checkpoint gives 1024 channels, set per instance
+FACTS = MethodFacts(
+    stride=8,
+    dim=256,
+    license="Apache-2.0 (the original code, xvjiarui/VFS on MMAction2; re-implemented here, no code shared)",
+    paper="Xu, Wang. Rethinking Self-supervised Correspondence Learning: A Video Frame-level Similarity "
+          "Perspective. ICCV 2021",
+    settings=("checkpoint", "arch", "seed"),
+)
+
+
+@register_method(
+    "vfs",
+    summary="VFS ResNet-18/50 (res4 = layer3 at stride 8), --checkpoint from a VFS run or the authors' release",
+    facts=FACTS,
+)
+def create_vfs(config: dict[str, Any]) -> Any:
+    """Build the VFS method from ``config`` (keys ``checkpoint``, ``arch``, ``seed``, ``device``)."""
+    from methods.vfs.method import VFSMethod
+
+    return VFSMethod(config)
