@@ -162,13 +162,16 @@ def _run(trainer: Trainer, data: Path, out: Path, steps: int, resume: bool = Fal
     return torch.load(final, weights_only=True)
 
 
+class Incomplete(Trainer):
+    """Declares its method and a model, nothing else."""
+
+    method = "incomplete"
+
+    def build_model(self, recipe: dict[str, Any]) -> torch.nn.Module:
+        return torch.nn.Identity()
+
+
 def test_registering_an_incomplete_trainer_is_refused_naming_what_lacks() -> None:
-    class Incomplete(Trainer):
-        method = "incomplete"
-
-        def build_model(self, recipe: dict[str, Any]) -> torch.nn.Module:
-            return torch.nn.Identity()
-
     with pytest.raises(HarnessError, match=r"lacks class attributes recipe_model, recipe_dir, curve_metric and "
                                            r"methods build_data, export_eval, training_step"):
         register_trainer("incomplete-toy", Incomplete, summary="lacks members")
@@ -179,10 +182,10 @@ def test_registering_an_incomplete_trainer_is_refused_naming_what_lacks() -> Non
     with pytest.raises(HarnessError, match="unknown trainer 'incomplete-toy'"):
         get_trainer("incomplete-toy")  # the refused registration left nothing behind
     # a trainer named by "module:Class" is checked when loaded
-    Incomplete.__module__, Incomplete.__qualname__ = __name__, "IncompleteAtModuleLevel"
-    globals()["IncompleteAtModuleLevel"] = Incomplete
     with pytest.raises(HarnessError, match="lacks class attributes recipe_model"):
-        TrainerEntry("later", f"{__name__}:IncompleteAtModuleLevel", "checked on load").load()
+        TrainerEntry("later", f"{__name__}:Incomplete", "checked on load").load()
+    with pytest.raises(HarnessError, match="has no 'Missing'"):
+        TrainerEntry("later", f"{__name__}:Missing", "no such class").load()
     assert isinstance(TrainerEntry("toy", f"{__name__}:ToyTrainer", "complete").load(), ToyTrainer)
 
 
