@@ -24,10 +24,11 @@ import difflib
 import fnmatch
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import ModuleType
+from pathlib import Path
 from typing import Any
 
 from natsort import natsorted
@@ -75,16 +76,28 @@ class MethodEntry:
 
 @dataclass(frozen=True)
 class TrainerEntry:
-    """A method's trainer: a module exposing ``load_recipe(name, overrides)``, ``TrainOptions`` and
-    ``train(recipe, options) -> Path`` (imported on first use, so registering costs nothing)."""
+    """A method's trainer: a :class:`harness.training.contract.Trainer` subclass, or ``"module:Class"`` naming one
+    (imported on first use, so registering costs nothing). :meth:`load` checks the contract and returns an instance."""
 
     name: str
-    module: str
+    target: str | type
     summary: str
     aliases: tuple[str, ...] = ()
+    #: a folder of sweep presets (``harness sweep NAME``) that train this method
+    sweep_dir: Path | None = None
 
-    def load(self) -> ModuleType:
-        return importlib.import_module(self.module)
+    def load(self) -> Any:
+        from harness.training.contract import check_trainer_class
+
+        cls = self.target
+        if isinstance(cls, str):
+            module, _, attr = cls.partition(":")
+            try:
+                cls = getattr(importlib.import_module(module), attr)
+            except AttributeError:
+                raise HarnessError(f"trainer {self.name!r}: module {module!r} has no {attr!r}") from None
+        check_trainer_class(cls, self.name)
+        return cls()
 
 
 @dataclass(frozen=True)
@@ -202,9 +215,19 @@ def register_method(
     return decorator
 
 
-def register_trainer(name: str, module: str, *, summary: str, aliases: tuple[str, ...] = ()) -> None:
-    """Register the trainer of method ``name``: ``module`` is imported when ``harness train`` runs it."""
-    _TRAINERS.add(TrainerEntry(name, module, summary, aliases))
+def register_trainer(name: str, target: str | type, *, summary: str, aliases: tuple[str, ...] = (),
+                     sweep_dir: Path | None = None) -> None:
+    """Register the trainer of method ``name``: a :class:`harness.training.contract.Trainer` subclass (checked now)
+    or ``"module:Class"`` (imported and checked when ``harness train`` first loads it). ``sweep_dir``: a folder of
+    sweep presets that train it (found by ``harness sweep NAME`` without importing the trainer)."""
+    if isinstance(target, str):
+        if not re.fullmatch(r"[\w.]+:\w+", target):
+            raise HarnessError(f"trainer {name!r}: expected 'module:Class', got {target!r}")
+    else:
+        from harness.training.contract import check_trainer_class
+
+        check_trainer_class(target, name)
+    _TRAINERS.add(TrainerEntry(name, target, summary, aliases, sweep_dir))
 
 
 def register_method_family(prefix: str, resolve: Callable[[str], MethodEntry], example: str) -> None:

@@ -8,8 +8,8 @@ import logging
 import pytest
 import torch
 
-from methods.crw import acceleration
-from methods.crw.acceleration import StepForward, resolve_switch, use_channels_last
+from harness.training import acceleration
+from harness.training.acceleration import StepForward, resolve_switch, use_channels_last
 from methods.crw.loss import walk_loss
 from methods.crw.model import CRWNet
 
@@ -47,7 +47,7 @@ def test_failed_compilation_says_so_once_and_trains_eagerly(monkeypatch: pytest.
     reference = copy.deepcopy(model)
     batch = _batch()
     step = StepForward(model, compile_model=True)
-    with caplog.at_level(logging.WARNING, logger="methods.crw.acceleration"):
+    with caplog.at_level(logging.WARNING, logger="harness.training.acceleration"):
         loss, grads = step.run_step(lambda forward: _step(forward, model, batch))
         step.run_step(lambda forward: None)
     assert [r.getMessage() for r in caplog.records] == [

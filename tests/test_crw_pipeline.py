@@ -207,9 +207,10 @@ def test_dataset_with_reference_parts_gives_the_same_samples(index: ClipIndex) -
 def test_augment_on_gpu_batches_equal_augment_on_cpu_batches(index: ClipIndex) -> None:
     """Through the DataLoader (one worker) and the training loop's ``batch_to_device``: the batches of
     ``augment_on: gpu`` (workers decode and draw boxes; here finished on the CPU) equal those of ``augment_on: cpu``."""
-    from methods.crw.train import batch_to_device
+    from methods.crw.trainer import CRWTrainer
 
     augment = ClipAugment(DEMO)
+    recipe = {"augment": DEMO}
     sampler = ShardedClipSampler(index, clips_per_video=5, batch_size=3, seed=0, total_steps=2)
     on_cpu = list(build_loader(ClipDataset(index, augment), sampler, workers=1))
     on_gpu = list(build_loader(ClipDataset(index, augment.prepare), sampler, workers=1))
@@ -217,5 +218,5 @@ def test_augment_on_gpu_batches_equal_augment_on_cpu_batches(index: ClipIndex) -
     for (cut_in_worker, failures), (prepared, failures_gpu) in zip(on_cpu, on_gpu, strict=True):
         frames = prepared[0]
         assert isinstance(frames, list) and all(f.dtype == torch.uint8 for f in frames) and failures == failures_gpu
-        assert torch.equal(batch_to_device(prepared, augment, torch.device("cpu")), cut_in_worker)
-        assert torch.equal(batch_to_device((cut_in_worker, failures)[0], augment, torch.device("cpu")), cut_in_worker)
+        assert torch.equal(CRWTrainer().batch_to_device(prepared, recipe, torch.device("cpu")), cut_in_worker)
+        assert torch.equal(CRWTrainer().batch_to_device((cut_in_worker, failures)[0], recipe, torch.device("cpu")), cut_in_worker)

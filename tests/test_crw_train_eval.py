@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from harness.data.roots import SAMPLE_DIR
-from methods.crw.train import LOG_NAME
-from methods.crw.train_eval import CURVE_NAME
+from harness.training.curve import CURVE_NAME
+from harness.training.state import LOG_NAME
 from tests.test_crw_train import _recipe_file, videos  # noqa: F401  (the fixture is used by name)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -20,15 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 PLUGIN = '''
 """A third-party method and its trainer, registered on import (the entry point names this module)."""
-import json
-from pathlib import Path
-
 from harness.facts import MethodFacts
 from harness.registry import register_method, register_trainer
 
 FACTS = MethodFacts(stride=8, dim=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), license="MIT", paper="none")
 
-register_trainer("meanrgb", "meanrgb_plugin", summary="counts to a number")
+register_trainer("meanrgb", "meanrgb_train:Train", summary="fits a 1x1 conv to the identity")
 
 
 @register_method("meanrgb", summary="mean RGB over 8x8 cells (third-party)", facts=FACTS)
@@ -48,24 +45,64 @@ def create(config):
             return {"backbone": "none", "parameters": 0, "pretraining": "none", "checkpoint": None}
 
     return MeanRGB(config)
+'''
+
+TRAINER = '''
+"""Its trainer, in a module of its own: imported (with torch) only when `harness train` loads it."""
+from pathlib import Path
+
+# -- the trainer contract (harness.training.contract): a recipe model and four methods ---------
+import torch
+from pydantic import Field
+
+from harness.training.contract import Trainer
+from harness.training.data import TrainData
+from harness.training.recipe_model import Recipe
 
 
-# -- the trainer protocol: load_recipe, TrainOptions, train ------------------------------------
-def load_recipe(name, overrides=None):
-    return {"name": name, "overrides": list(overrides or [])}
+class TinyRecipe(Recipe):
+    a: int = Field(0, ge=0)
 
 
-class TrainOptions:
-    def __init__(self, **options):
-        self.__dict__.update(options)
+class Noise(torch.utils.data.Dataset):
+    def __getitem__(self, key):
+        return torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(key)), 0
 
 
-def train(recipe, options):
-    out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "checkpoint.json"
-    path.write_text(json.dumps({"recipe": recipe, "steps": options.max_steps}))
-    return path
+class Batches(torch.utils.data.Sampler):
+    def __init__(self, start, total):
+        self.start, self.total = start, total
+
+    def __iter__(self):
+        return iter([[2 * step, 2 * step + 1] for step in range(self.start, self.total)])
+
+
+class Item:
+    def __init__(self, path):
+        self.path, self.size, self.sha256 = path, path.stat().st_size, "unhashed"
+
+
+class Train(Trainer):
+    method = "meanrgb"
+    recipe_model = TinyRecipe
+    recipe_dir = Path(__file__).parent / "meanrgb_recipes"
+    curve_metric = "err"
+
+    def build_model(self, recipe):
+        return torch.nn.Conv2d(3, 3, 1)
+
+    def build_data(self, recipe, roots, *, device, rank, world_size, local_batch):
+        items = [Item(p) for root in roots for p in sorted(Path(root).rglob("*.png"))]
+        return TrainData(Noise(), lambda start=0, total=None: Batches(start, total or 100),
+                         lambda samples: (torch.stack([s[0] for s in samples]), 0), 100, items)
+
+    def training_step(self, forward, batch, generator, recipe):
+        loss = ((forward(batch) - batch) ** 2).mean()
+        return loss, {"err": float(loss.detach())}
+
+    def export_eval(self, model_state, recipe, step, path):
+        torch.save({"model": model_state, "step": step}, path)
+        return path
 '''
 
 
@@ -74,6 +111,11 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway installed distribution: a module plus a dist-info with an entry point."""
     site = tmp_path_factory.mktemp("site")
     (site / "meanrgb_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    (site / "meanrgb_train.py").write_text(textwrap.dedent(TRAINER))
+    (site / "meanrgb_recipes").mkdir()
+    (site / "meanrgb_recipes" / "tiny.yaml").write_text(
+        "name: tiny\nseed: 0\noptim: {batch_size: 2, lr: 0.01, weight_decay: 0, epochs: 1, milestones: [], gamma: 1}\n"
+        "train: {amp: off, checkpoint_every: 2}\n")
     info = site / "meanrgb_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: meanrgb-plugin\nVersion: 0.1\n")
@@ -103,9 +145,15 @@ def test_third_party_method_and_trainer_run_through_the_cli(plugin_dir: Path, tm
     trained = _harness(["train", "--method", "meanrgb", "--recipe", "tiny", "--data", str(root),
                         "--out-dir", str(tmp_path / "train"), "--max-steps", "3", "--set", "a=1"], plugin_dir, tmp_path)
     assert trained.returncode == 0, trained.stderr
+    import torch
+
     checkpoint = Path(trained.stdout.strip().splitlines()[-1])
-    assert checkpoint == tmp_path / "train" / "checkpoint.json"
-    assert json.loads(checkpoint.read_text()) == {"recipe": {"name": "tiny", "overrides": ["a=1"]}, "steps": 3}
+    assert checkpoint == tmp_path / "train" / "train-state.pt"  # the contract's default state file
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["step"] == 3 and state["recipe"]["name"] == "tiny" and state["recipe"]["a"] == 1
+    assert torch.load(tmp_path / "train" / "meanrgb-eval.pt", weights_only=True)["step"] == 3
+    lines = [json.loads(line) for line in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3] and all(line["err"] >= 0 for line in lines)
 
 
 def test_unknown_trainer_suggests_the_registered_ones(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recipe(tmp_path: Path) -> dict:
-    from methods.crw.train import load_recipe
+    from tests.test_crw_train import load_recipe
 
     tiny = copy.deepcopy(TINY)
     tiny["data"]["cache_dir"] = str(tmp_path / "cache")
@@ -55,7 +55,8 @@ def _recipe(tmp_path: Path) -> dict:
 
 
 def test_resume_refuses_training_videos_that_changed(videos: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from methods.crw.train import CHECKPOINT_NAME, TrainOptions, train
+    from harness.training.options import TrainOptions
+    from tests.test_crw_train import CHECKPOINT_NAME, train
 
     data = tmp_path / "data"
     shutil.copytree(videos, data)
@@ -111,10 +112,11 @@ def test_unsafe_weight_files_are_named_and_never_get_unsafe_advice(
     videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from harness.cli import main as cli
+    from harness.training.options import TrainOptions
     from methods.crw.checkpoint import read_checkpoint
     from methods.crw.model import CRWNet
-    from methods.crw.train import CHECKPOINT_NAME, TrainOptions, train
     from methods.timm_models.features import read_state_dict
+    from tests.test_crw_train import CHECKPOINT_NAME, train
 
     plain = tmp_path / "weights.pkl"
     with open(plain, "wb") as handle:  # a state dict pickled by hand: not a torch.save file
@@ -157,8 +159,10 @@ def test_eval_every_labels_the_data_it_really_used(videos: Path, davis_root: Pat
     """A user's --eval-data-root (here: real DAVIS frames, 1 sequence) is not called the shipped sample."""
     import json
 
-    from methods.crw.train import LOG_NAME, TrainOptions, train
-    from methods.crw.train_eval import CURVE_NAME, EvalOptions
+    from harness.training.curve import CURVE_NAME
+    from harness.training.options import EvalOptions, TrainOptions
+    from harness.training.state import LOG_NAME
+    from tests.test_crw_train import train
 
     out = tmp_path / "run"
     caplog.set_level("INFO")

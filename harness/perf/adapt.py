@@ -7,7 +7,7 @@ The report gives J&F / J / F per configuration, the gain over the plain run, and
 seconds per video the record measured (separately from feature extraction and propagation).
 
 Adaptation trains through layer4 and the head, so ``--checkpoint`` must be a full training
-checkpoint (``checkpoint.pt`` in a ``harness train`` output folder), not the evaluation-only one.
+checkpoint (the resumable state file of a ``harness train`` output folder), not the evaluation-only one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SHARED = shared_dir()
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="crw", help="a method that adapts at test time (default crw)")
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="full CRW training checkpoint (layer4 + head), e.g. <train out-dir>/checkpoint.pt")
+                        help="full training checkpoint (layer4 + head): the state file in a `harness train` output folder")
     parser.add_argument("--task", default="davis2016", help="task name (default davis2016)")
     parser.add_argument("--data-root", type=Path, default=SHARED / "data" / "davis2016-val10",
                         help="benchmark data root (default: davis2016-val10 in the developers' data folder, harness.resources.shared_dir)")

@@ -1,6 +1,6 @@
-"""``harness bench train``: CRW training throughput and the cycle-accuracy curve of a real run.
+"""``harness bench train``: a trainer's training throughput and the learning curve of a real run.
 
-Throughput: a short run of a recipe (default ``crw-cpu-demo``) in a temporary folder; the first
+Throughput: a short run of a recipe (default the trainer's ``demo_recipe``) in a temporary folder; the first
 ``--warmup`` steps (and a step that compiled the model) are dropped and the rest summarised
 (median and mean) as clips/s and as the iteration split into data loading (the share of each step
 spent waiting for data), forward+backward and optimizer. Beside it, in the same run, the model
@@ -9,15 +9,13 @@ this device (bf16, torch.compile, channels_last on CUDA), so the ratio to the or
 one report. The machine's load average is recorded beside the numbers because on a shared CPU it
 moves them more than anything else.
 
-``--loader-only``: the data pipeline alone, one worker (one thread): the per-patch reference path,
-the batched one (``data.augment_on: cpu``) and the worker's part of ``data.augment_on: gpu``
-(decode and box draws), side by side on one real video (default the Kinetics clip) at the
-recipe's settings (default ``crw-paper``); CPU-ms per clip split into decode and augment, clips per
-CPU-second and per wall-second, speedups against the reference and the load average.
+``--loader-only``: the trainer's data pipeline alone (its ``benchmark_loader`` hook), on one real
+video (default the Kinetics clip) at the recipe's settings (default the trainer's ``paper_recipe``).
 
-Learning curve: read from the JSONL log of a finished run (``--log``, default the committed demo
-run): cycle accuracy and loss at the start and the end (means over ``--window`` steps), and a
-smoothed curve of about 20 points.
+Learning curve: read from the JSONL log of a finished run (``--log``, default the committed run of the
+demo recipe, ``results/train/<demo_recipe>/metrics.jsonl``): the loss and every diagnostic at the start
+and the end (means over ``--window`` steps), the trainer's ``curve_metric`` as a smoothed curve of
+about 20 points, and what guessing would score (the trainer's ``chance``).
 """
 
 from __future__ import annotations
@@ -31,22 +29,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.resources import results_dir, shared_dir
 
 REPO = Path.cwd()
 DEFAULT_DATA = shared_dir() / "data" / "videos"
-DEFAULT_LOG = results_dir() / "train" / "crw-cpu-demo" / "metrics.jsonl"
+#: keys of a log line that are not diagnostics
+STEP_KEYS = ("step", "epoch", "loss", "lr", "clips_per_s", "time", "decode_failures", "compile_s")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="crw", help="trainable method (default crw)")
-    parser.add_argument("--recipe", help="recipe to time (default crw-cpu-demo; with --loader-only crw-paper)")
+    parser.add_argument("--recipe", help="recipe to time (default the trainer's demo recipe; with --loader-only its paper recipe)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training videos (default: videos/ in the developers' data folder, harness.resources.shared_dir)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps after the warm-up (default 4)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
-    parser.add_argument("--log", type=Path, default=DEFAULT_LOG, help="metrics.jsonl of a finished run to summarise")
+    parser.add_argument("--log", type=Path, help="metrics.jsonl of a finished run to summarise "
+                        "(default RESULTS/train/<demo recipe>/metrics.jsonl)")
     parser.add_argument("--window", type=int, default=10, help="steps averaged for start/end accuracy (default 10)")
     parser.add_argument("--skip-timing", action="store_true", help="only summarise --log")
     parser.add_argument("--skip-model-step", action="store_true", help="leave out the model-step comparison")
@@ -69,52 +70,66 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def summarise_curve(records: list[dict[str, Any]], window: int) -> dict[str, Any]:
-    """Start/end cycle accuracy and loss (means over ``window`` steps) and a ~20-point smoothed curve."""
+def summarise_curve(records: list[dict[str, Any]], window: int, metric: str) -> dict[str, Any]:
+    """The loss and every diagnostic at the start and the end (means over ``window`` steps; dict diagnostics
+    key by key), ``metric``'s gain, first value and best step, and a ~20-point smoothed curve of ``metric``."""
     window = max(1, min(window, len(records) // 2 or 1))
     head, tail = records[:window], records[-window:]
-    walks = sorted(records[0]["walk_acc"])
     stride = max(1, len(records) // 20)
     curve = []
     for end in range(stride, len(records) + 1, stride):
         chunk = records[max(0, end - window) : end]
-        curve.append({"step": chunk[-1]["step"], "acc": _mean([r["acc"] for r in chunk]),
+        curve.append({"step": chunk[-1]["step"], metric: _mean([r[metric] for r in chunk]),
                       "loss": _mean([r["loss"] for r in chunk])})
-    start_acc, end_acc = _mean([r["acc"] for r in head]), _mean([r["acc"] for r in tail])
-    return {
+    start, end = _mean([r[metric] for r in head]), _mean([r[metric] for r in tail])
+    summary: dict[str, Any] = {
         "steps": records[-1]["step"],
         "clips_seen": round(sum(r["clips_per_s"] * r["time"]["step"] for r in records)),
         "wall_minutes": sum(r["time"]["step"] for r in records) / 60,
         "window": window,
-        "acc_start": start_acc,
-        "acc_end": end_acc,
-        "acc_gain": end_acc - start_acc,
-        "acc_first_step": records[0]["acc"],
-        "acc_max_step": max(records, key=lambda r: r["acc"])["step"],
-        "loss_start": _mean([r["loss"] for r in head]),
-        "loss_end": _mean([r["loss"] for r in tail]),
-        "walk_acc_start": {k: _mean([r["walk_acc"][k] for r in head]) for k in walks},
-        "walk_acc_end": {k: _mean([r["walk_acc"][k] for r in tail]) for k in walks},
+        "metric": metric,
+        f"{metric}_gain": end - start,
+        f"{metric}_first_step": records[0][metric],
+        f"{metric}_max_step": max(records, key=lambda r: r[metric])["step"],
+    }
+    for key in ["loss", *(k for k in records[0] if k not in STEP_KEYS)]:
+        for name, rows in (("start", head), ("end", tail)):
+            value = records[0][key]
+            summary[f"{key}_{name}"] = ({sub: _mean([r[key][sub] for r in rows]) for sub in value}
+                                        if isinstance(value, dict) else _mean([r[key] for r in rows]))
+    summary.update({
         "step_s_median": {p: statistics.median(r["time"][p] for r in records) for p in ("data", "fwd_bwd", "optim", "step")},
         "clips_per_s_median": statistics.median(r["clips_per_s"] for r in records),
         "curve": curve,
-    }
+    })
+    return summary
+
+
+def _trainer_and_recipe(args: argparse.Namespace, default: str | None, what: str) -> tuple[Any, dict[str, Any]]:
+    from harness.registry import get_trainer
+    from harness.training.recipes import load_recipe
+
+    trainer = get_trainer(args.method).load()
+    name = args.recipe or default
+    if name is None:
+        raise HarnessError(f"method {args.method!r} declares no {what} recipe: pass --recipe")
+    return trainer, load_recipe(trainer, name, args.sets)
 
 
 def time_training(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``warmup + steps`` training steps and split the timed ones into data / forward+backward / optimizer."""
     import torch
 
-    from harness.registry import get_trainer
+    from harness.training.loop import train
+    from harness.training.options import TrainOptions
 
-    trainer = get_trainer(args.method).load()
-    recipe = trainer.load_recipe(args.recipe or "crw-cpu-demo", args.sets)
+    trainer, recipe = _trainer_and_recipe(args, trainer_default(args, "demo_recipe"), "demo")
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="crw-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         started = time.perf_counter()
-        options = trainer.TrainOptions(data=[args.data], out_dir=Path(tmp), max_steps=args.warmup + args.steps,
-                                       device=args.device, progress=False)
-        trainer.train(recipe, options)
+        options = TrainOptions(data=[args.data], out_dir=Path(tmp), max_steps=args.warmup + args.steps,
+                               device=args.device, progress=False)
+        train(trainer, recipe, options)
         total = time.perf_counter() - started
         records = [r for r in read_log(Path(tmp) / "metrics.jsonl")[args.warmup :] if "compile_s" not in r]
     if not records:
@@ -127,9 +142,7 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
         "recipe": recipe.get("name"),
         "overrides": args.sets,
         "batch_size": batch,
-        "frame_size": recipe["augment"]["frame_size"],
-        "patch_size": recipe["augment"]["patch_size"],
-        "clip_len": recipe["data"]["clip_len"],
+        "settings": {k: v for k, v in recipe.items() if isinstance(v, dict)},
         "timed_steps": len(records),
         "warmup_steps": args.warmup,
         "clips_per_s_median": batch / median["step"],
@@ -145,12 +158,17 @@ def time_training(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def trainer_default(args: argparse.Namespace, attribute: str) -> str | None:
+    """The trainer's declared default recipe (``demo_recipe`` or ``paper_recipe``), without building the trainer."""
+    from harness.registry import get_trainer
+
+    return getattr(get_trainer(args.method).load(), attribute)
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     import platform
 
     import torch
-
-    from harness.registry import get_trainer
 
     report: dict[str, Any] = {
         "benchmark": "train",
@@ -159,30 +177,35 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.loader_only:
         if not args.video.is_file():
-            from harness.errors import HarnessError
-
             raise HarnessError(f"--video {args.video}: no such file (the default is a real Kinetics clip in the developers' data folder; pass --video FILE)")
-        trainer = get_trainer(args.method).load()
-        recipe = trainer.load_recipe(args.recipe or "crw-paper", args.sets)
+        trainer, recipe = _trainer_and_recipe(args, trainer_default(args, "paper_recipe"), "paper")
         report["benchmark"] = "train --loader-only"
         report["loader"] = trainer.benchmark_loader(recipe, args.video, args.clips, args.rounds)
         return report
     if not args.skip_timing:
         report["throughput"] = time_training(args)
         if not args.skip_model_step:
-            trainer = get_trainer(args.method).load()
-            recipe = trainer.load_recipe(args.recipe or "crw-cpu-demo", args.sets)
-            report["model_step"] = trainer.benchmark_model_step(recipe, args.device, args.warmup, args.steps)
-    if args.log.is_file():
-        report["run_log"] = str(args.log.resolve().relative_to(REPO) if args.log.resolve().is_relative_to(REPO) else args.log)
-        curve = summarise_curve(read_log(args.log), args.window)
-        recipe_file = args.log.parent / "recipe.yaml"  # written by `harness train` beside the log
+            from harness.training.benchmark import benchmark_model_step
+
+            trainer, recipe = _trainer_and_recipe(args, trainer_default(args, "demo_recipe"), "demo")
+            report["model_step"] = benchmark_model_step(trainer, recipe, args.device, args.warmup, args.steps)
+    log_path = args.log
+    if log_path is None:
+        demo = trainer_default(args, "demo_recipe")
+        log_path = results_dir() / "train" / demo / "metrics.jsonl" if demo else None
+    if log_path is not None and log_path.is_file():
+        from harness.registry import get_trainer
+
+        trainer = get_trainer(args.method).load()
+        report["run_log"] = str(log_path.resolve().relative_to(REPO) if log_path.resolve().is_relative_to(REPO) else log_path)
+        curve = summarise_curve(read_log(log_path), args.window, trainer.curve_metric)
+        recipe_file = log_path.parent / "recipe.yaml"  # written by `harness train` beside the log
         if recipe_file.is_file():
             import yaml
 
-            curve["chance_acc"] = get_trainer(args.method).load().chance_accuracy(yaml.safe_load(recipe_file.read_text()))
+            curve[f"chance_{trainer.curve_metric}"] = trainer.chance(yaml.safe_load(recipe_file.read_text()))
         report["learning_curve"] = curve
     else:
         report["learning_curve"] = None
-        report["note"] = f"no training log at {args.log}: run `harness train` first or pass --log"
+        report["note"] = f"no training log at {log_path}: run `harness train` first or pass --log"
     return report

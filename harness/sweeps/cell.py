@@ -63,7 +63,7 @@ def run_cell(cell: Cell, layout: Layout, threads: int | None = None, redefined: 
         for args in cell.commands():
             if redefined:
                 args = [*args, "--force"]
-            elif args[0] == "train" and (layout.train_dir(cell.id) / "checkpoint.pt").is_file():
+            elif args[0] == "train" and cell.train_state is not None and cell.train_state.is_file():
                 args = [*args, "--resume"]  # a killed training cell continues where it stopped
             code = _run(args, layout, cell, env)
             if code != 0:

@@ -74,6 +74,7 @@ class Cell:
     checkpoint: str | None  # the file the evaluation reads (for train cells: the one training writes)
     feature_group: str  # cells with equal groups compute identical features
     record: Path = field(default=Path())
+    train_state: Path | None = None  # train cells: the resumable state file training writes (its presence means resume)
 
     @property
     def digest(self) -> str:
@@ -94,26 +95,42 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+@-]+", "_", text).strip("_") or "x"
 
 
-def checkpoint_series(folder: str) -> list[tuple[int, str]]:
-    """``(step, path)`` of ``<folder>/eval/step-<N>/crw-eval.pt`` (``harness train --eval-every``), in step order."""
+def checkpoint_series(folder: str, eval_file: str) -> list[tuple[int, str]]:
+    """``(step, path)`` of ``<folder>/eval/step-<N>/<eval_file>`` (``harness train --eval-every``), in step order."""
     root = Path(folder) / "eval"
     if not root.is_dir():
         raise HarnessError(f"checkpoint series {folder}: no eval/ folder (train with --eval-every N to write eval/step-<N>/)")
     found = []
-    for path in natsorted(root.glob("step-*/crw-eval.pt"), key=str):
+    for path in natsorted(root.glob(f"step-*/{eval_file}"), key=str):
         match = STEP_RE.match(path.parent.name)
         if match:
             found.append((int(match.group(1)), str(path.resolve())))
     if not found:
-        raise HarnessError(f"checkpoint series {folder}: no eval/step-<N>/crw-eval.pt inside")
+        raise HarnessError(f"checkpoint series {folder}: no eval/step-<N>/{eval_file} inside")
     return sorted(found)
+
+
+def _trainer(method: str) -> Any:
+    from harness.registry import get_trainer
+
+    return get_trainer(method).load()
+
+
+def _series_eval_file(spec: SweepSpec) -> str:
+    """The evaluation-only file name of the grid's method(s), whose trainer wrote the series."""
+    names = {_trainer(str(m)).eval_file for m in spec.grid.get("method", [])}
+    if len(names) != 1:
+        raise HarnessError(f"{spec.source}: a checkpoint series is evaluated by the method that trained it; give the "
+                           "grid exactly one trainable method (or methods whose trainers write the same file)")
+    return names.pop()
 
 
 def _axes(spec: SweepSpec) -> list[tuple[str, list[Any]]]:
     axes = []
     for key, values in spec.grid.items():
         if key == "checkpoint" and values and isinstance(values[0], dict):
-            values = [{"step": step, "path": path} for step, path in checkpoint_series(values[0]["series"])]
+            series = checkpoint_series(values[0]["series"], _series_eval_file(spec))
+            values = [{"step": step, "path": path} for step, path in series]
         axes.append((key, values))
     return axes
 
@@ -155,11 +172,13 @@ def _cell(spec: SweepSpec, layout: Layout, cell_id: str, point: dict[str, Any]) 
             params["checkpoint"], params["step"] = value["path"], value["step"]
         else:
             params[key] = value
-    train_args = None
+    train_args, train_state = None, None
     if spec.train is not None:
         method = spec.train["method"]
         train_dir = layout.train_dir(cell_id)
-        checkpoint = str(train_dir / spec.train.get("checkpoint_file", "crw-eval.pt"))
+        trainer = _trainer(str(method))
+        checkpoint = str(train_dir / (spec.train.get("checkpoint_file") or trainer.eval_file))
+        train_state = train_dir / trainer.state_file
         recipe_sets = {**(spec.train.get("set") or {}),
                        **{k[len(RECIPE_PREFIX):]: v for k, v in sets.items() if k.startswith(RECIPE_PREFIX)}}
         train_args = ["train", "--method", method, "--recipe", str(spec.train["recipe"])]
@@ -193,7 +212,7 @@ def _cell(spec: SweepSpec, layout: Layout, cell_id: str, point: dict[str, Any]) 
                         sorted((k, repr(v)) for k, v in sets.items() if k.startswith(("method.", "task.")))])
     return Cell(id=cell_id, kind="train" if train_args else "eval", params=params, run_args=run_args,
                 train_args=train_args, checkpoint=checkpoint, feature_group=group,
-                record=layout.cell_dir(cell_id) / "record.json")
+                record=layout.cell_dir(cell_id) / "record.json", train_state=train_state)
 
 
 def leaders_first(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:

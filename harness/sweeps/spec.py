@@ -2,7 +2,8 @@
 
 A spec is read, merged with a named scale (``--scale demo``) and validated in one place, so that a
 typo in a key is an error naming it rather than a sweep that silently ignores it. Presets ship as
-package data in ``harness/sweeps/presets/`` and are named without their ``.yaml``.
+package data in ``harness/sweeps/presets/`` and in the preset folders trainers register (their
+training sweeps), and are named without their ``.yaml``.
 """
 
 from __future__ import annotations
@@ -63,9 +64,17 @@ class SweepSpec:
         return {**defaults, **self.resources.get(kind, {})}
 
 
+def _presets() -> dict[str, Any]:
+    """Preset name → file: the harness's own and those of every registered trainer."""
+    from harness.registry import get_trainer, list_trainers
+
+    folders = [resources.files("harness.sweeps") / "presets"]
+    folders += [Path(d) for d in (get_trainer(n).sweep_dir for n in list_trainers()) if d is not None and Path(d).is_dir()]
+    return {p.name[:-5]: p for folder in folders for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
 def preset_names() -> list[str]:
-    folder = resources.files("harness.sweeps") / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(_presets())
 
 
 def _read(source: str) -> tuple[dict[str, Any], str, Path]:
@@ -75,9 +84,9 @@ def _read(source: str) -> tuple[dict[str, Any], str, Path]:
         if not path.is_file():
             raise HarnessError(f"sweep spec {source}: no such file")
         return read_yaml(path, "a sweep spec"), str(path), path.resolve().parent
-    if source in preset_names():
-        preset = resources.files("harness.sweeps") / "presets" / f"{source}.yaml"
-        with resources.as_file(preset) as file:
+    presets = _presets()
+    if source in presets:
+        with resources.as_file(presets[source]) as file:
             return read_yaml(file, "a sweep preset"), f"preset {source}", REPO_ROOT
     raise HarnessError(f"sweep {source!r} is neither a YAML file nor a preset (presets: {', '.join(preset_names())})")
 

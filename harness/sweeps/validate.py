@@ -80,6 +80,7 @@ def _check_recipe(spec: SweepSpec) -> None:
     """Every ``recipe.*`` key and value, as ``harness train --set`` would read them (train.set included)."""
     from harness.registry import get_trainer
     from harness.sweeps.grid import value_arg
+    from harness.training.recipes import load_recipe
 
     assert spec.train is not None
     trainer = get_trainer(str(spec.train["method"])).load()
@@ -90,6 +91,6 @@ def _check_recipe(spec: SweepSpec) -> None:
         values = {**fixed, **dict(zip(axes, combo, strict=True))}
         items = [f"{k}={value_arg(v)}" for k, v in values.items()]
         try:
-            trainer.load_recipe(str(spec.train["recipe"]), items)
+            load_recipe(trainer, str(spec.train["recipe"]), items)
         except HarnessError as err:
             raise HarnessError(f"{spec.source}: training recipe {spec.train['recipe']!r} with {values}: {err}") from None

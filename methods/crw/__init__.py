@@ -1,14 +1,17 @@
 """CRW (Contrastive Random Walk, Jabri et al. 2020): registration of the ``crw`` method.
 
 The package splits into model (encoder + head), loss (walk loss), checkpoint (save/load/import
-of the original release), method (the evaluation wrapper), adapt (test-time adaptation) and the
-training pipeline. Importing the package stays free of torch so ``harness list`` is fast; the
+of the original release), method (the evaluation wrapper), adapt (test-time adaptation) and
+CRW's part of training: trainer (model, walk-loss step, eval export; the loop is harness.training),
+recipe (the declared recipe), data and augment (the clips), perf (the loader benchmark), and the
+recipes/ and sweeps/ folders. Importing the package stays free of torch so ``harness list`` is fast; the
 factory and the lazy attributes below import the heavy modules on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from harness.facts import MethodFacts
@@ -33,7 +36,8 @@ FACTS = MethodFacts(
     settings=("checkpoint",),
 )
 
-register_trainer("crw", "methods.crw.train", summary="CRW walk loss on raw video (recipes in methods/crw/recipes)")
+register_trainer("crw", "methods.crw.trainer:CRWTrainer", summary="CRW walk loss on raw video (recipes in methods/crw/recipes)",
+                 sweep_dir=Path(__file__).resolve().parent / "sweeps")
 
 
 @register_method(

@@ -37,6 +37,8 @@ from harness.data.hashcache import HashCache
 from harness.data.hashcache import cache_dir as harness_cache_dir
 from harness.errors import DataError
 from harness.io import atomic_write_json
+from harness.training.data import make_loader
+from harness.training.rng import mix_seed
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,6 @@ INDEX_VERSION = 1
 MAX_FALLBACKS = 20
 #: frames decoded past the last wanted timestamp before giving up on out-of-order ones
 REORDER_SLACK = 8
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; stable across processes and Python versions (unlike ``hash``)."""
-    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def seeded_generator(*parts: int) -> torch.Generator:
@@ -217,7 +213,7 @@ def index_videos(
     if fresh != cached:
         atomic_write_json(cache_file, {"version": INDEX_VERSION, "root": str(root), "videos": fresh})
     stats.failed = sum(1 for e in fresh.values() if "error" in e)
-    hashes = HashCache(root, cache_dir)  # training provenance (methods.crw.provenance) compares these
+    hashes = HashCache(root, cache_dir)  # training provenance (harness.training.provenance) compares these
     videos = [
         VideoEntry(
             path=root / rel,
@@ -533,14 +529,5 @@ def build_loader(
     pin_memory: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over the sampler's batches; workers decode and augment in parallel."""
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-        prefetch_factor=2 if workers > 0 else None,
-        generator=generator,
-    )
+    """A DataLoader over the sampler's batches, as the training loop builds it; workers decode and augment in parallel."""
+    return make_loader(dataset, sampler, workers, collate, pin_memory, generator)

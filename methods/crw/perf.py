@@ -1,15 +1,13 @@
-"""Measurements behind ``harness bench train``: the data pipeline against its reference, the model step per setting.
+"""The data-pipeline measurement behind ``harness bench train --loader-only``: CRW's clips against their reference.
 
-Both measure side by side in one process so that a ratio is read off one report even on a shared
-machine: the loader benchmark rotates its paths round by round and counts CPU seconds of
-this process as well as wall seconds (CPU time is what "per worker" means when other programs
-compete for the cores); the model-step benchmark times float32 eager (the original code's
-arithmetic) and the recipe's configured step on the same synthetic batch.
+The paths are measured side by side in one process so that a ratio is read off one report even on
+a shared machine: the benchmark rotates its paths round by round and counts CPU seconds of this
+process as well as wall seconds (CPU time is what "per worker" means when other programs compete
+for the cores). The model step is timed by the harness (:mod:`harness.training.benchmark`).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 import tempfile
@@ -21,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from methods.crw.acceleration import StepForward, resolve_switch, use_channels_last
 from methods.crw.augment import ClipAugment
 from methods.crw.data import (
     ClipDataset,
@@ -151,78 +148,4 @@ def benchmark_loader(recipe: dict[str, Any], video: Path, clips: int = 8, rounds
         "max_abs_difference_normalised": max_abs,
         "load_average_1m_before_after": [load_before[0], load_after[0]],
         "cpu_count": os.cpu_count(),
-    }
-
-
-def _time_steps(
-    recipe: dict[str, Any], device: torch.device, settings: dict[str, Any], batch: torch.Tensor, warmup: int, steps: int
-) -> dict[str, Any]:
-    from methods.crw.train import _amp_dtype, _train_step, build_model
-
-    torch.manual_seed(0)
-    model = build_model(recipe).to(device).train()
-    if settings["channels_last"]:
-        use_channels_last(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(recipe["optim"]["lr"]))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[10**9])
-    amp_dtype = _amp_dtype({"train": {"amp": settings["amp"]}}, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    forward = StepForward(model, settings["compile"])
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for step in range(warmup + steps):
-        generator = torch.Generator(device=device).manual_seed(step)
-        started = time.perf_counter()
-        forward.run_step(lambda f: _train_step(f, batch, generator, recipe["loss"], amp_dtype, scaler, optimizer, scheduler))  # noqa: B023
-        if step >= warmup:
-            times.append(time.perf_counter() - started)
-    out: dict[str, Any] = {
-        "settings": {**settings, "compile": forward.compiled, "amp_dtype": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32"},
-        "step_s_median": statistics.median(times),
-        "clips_per_s": batch.shape[0] / statistics.median(times),
-        "compile_s": forward.compile_s,
-        "timed_steps": steps,
-        "warmup_steps": warmup,
-    }
-    if device.type == "cuda":
-        out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    return out
-
-
-def benchmark_model_step(recipe: dict[str, Any], device_name: str, warmup: int = 1, steps: int = 3) -> dict[str, Any]:
-    """The model step alone (forward, walk loss, backward, Adam) on a synthetic batch of the recipe's shapes.
-
-    ``float32_eager`` is the original code's arithmetic; ``configured`` is what ``harness train``
-    runs on this device (amp, compile, channels_last as the recipe resolves them). When both
-    resolve to the same settings (the CPU) the step is measured once and reported for both.
-    """
-    from methods.crw.train import pick_device
-
-    device = pick_device(device_name)
-    aug = ClipAugment(recipe["augment"])
-    shape = (int(recipe["optim"]["batch_size"]), int(recipe["data"]["clip_len"]), aug.nodes, 3, aug.patch_size, aug.patch_size)
-    batch = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
-    train_cfg = recipe["train"]
-    eager = {"amp": "off", "compile": False, "channels_last": False}
-    configured = {
-        "amp": train_cfg["amp"],
-        "compile": resolve_switch(train_cfg["compile"], device, "train.compile"),
-        "channels_last": resolve_switch(train_cfg["channels_last"], device, "train.channels_last"),
-    }
-    load_before = os.getloadavg()
-    results = {"float32_eager": _time_steps(recipe, device, eager, batch, warmup, steps)}
-    same = device.type != "cuda" and not configured["compile"] and not configured["channels_last"]
-    results["configured"] = copy.deepcopy(results["float32_eager"]) if same else _time_steps(
-        recipe, device, configured, batch, warmup, steps
-    )
-    return {
-        "what": "model step alone (forward + walk loss + backward + Adam) on a synthetic batch of the recipe's shapes",
-        "device": str(device),
-        "batch_shape": list(shape),
-        **results,
-        "configured_same_as_float32_eager": same,
-        "speedup_configured_vs_float32_eager": results["configured"]["clips_per_s"] / results["float32_eager"]["clips_per_s"],
-        "load_average_1m_before_after": [load_before[0], os.getloadavg()[0]],
-        "torch_threads": torch.get_num_threads(),
     }

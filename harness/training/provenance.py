@@ -1,9 +1,11 @@
-"""What a CRW training run was trained on: the videos' names, sizes and content hashes, kept in its checkpoint.
+"""What a training run was trained on: its videos' (files') names, sizes and content hashes, kept in its checkpoint.
 
 ``harness train --resume`` compares the checkpoint's fingerprint with the videos found now. Training
 on, after a video was replaced, added or removed, would give weights that came from two data sets
 while the run claims one; so a change is refused, naming the videos, unless ``--allow-data-change``
-says it is meant, and then the change is written into the checkpoint's ``data_changes``.
+says it is meant, and then the change is written into the checkpoint's ``data_changes``. A trainer
+lists its training items in :class:`~harness.training.data.TrainData`; anything with a ``path``, a
+``size`` and a ``sha256`` will do.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.errors import HarnessError
-from methods.crw.data import VideoEntry
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,20 @@ log = logging.getLogger(__name__)
 SHOWN = 8
 
 
-def data_fingerprint(roots: Sequence[Path], videos: Sequence[VideoEntry]) -> dict[str, dict[str, Any]]:
+class TrainingItem(Protocol):
+    """One video (or file) of the training data, as a trainer indexed it."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+def data_fingerprint(roots: Sequence[Path], videos: Sequence[TrainingItem]) -> dict[str, dict[str, Any]]:
     """``{video name: {"size", "sha256"}}``; names are paths below their ``--data`` folder (``<i>:`` in front
     when several folders are pooled), so moving the whole folder elsewhere changes nothing."""
     resolved = [Path(r).expanduser().resolve() for r in roots]

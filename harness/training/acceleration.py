@@ -1,11 +1,12 @@
-"""The fast CRW model step on CUDA: ``torch.compile`` and channels_last, each behind a recipe switch.
+"""The fast model step on CUDA: ``torch.compile``, channels_last and mixed precision, each behind a recipe switch.
 
 Both default to ``auto``: on for CUDA, off on the CPU (where compiling costs minutes of a small
 run and NHWC convolutions are not faster). ``torch.compile`` wraps the (possibly DDP-wrapped)
 model for the forward only; checkpoints keep coming from the plain module, so their keys never
 carry the compiled wrapper's ``_orig_mod.`` prefix. Compilation happens during the first step and
 can fail (no C compiler, an unsupported op): :class:`StepForward` then says so once, restores the
-BatchNorm buffers the failed attempt may have touched, and trains eagerly.
+BatchNorm buffers the failed attempt may have touched, and trains eagerly. Mixed precision
+(``train.amp``) is CUDA only: :func:`amp_dtype` resolves it.
 """
 
 from __future__ import annotations
@@ -37,9 +38,21 @@ def resolve_switch(value: Any, device: torch.device, key: str) -> bool:
 
 
 def use_channels_last(model: torch.nn.Module) -> None:
-    """NHWC weights and inputs for ``CRWNet`` (the state dict is unchanged)."""
+    """NHWC weights; a model with a ``channels_last`` attribute is told, to convert its inputs (the state dict is unchanged)."""
     model.to(memory_format=torch.channels_last)
-    model.channels_last = True  # type: ignore[assignment]
+    if hasattr(model, "channels_last"):
+        model.channels_last = True  # type: ignore[assignment]
+
+
+def amp_dtype(mode: Any, device: torch.device) -> torch.dtype | None:
+    """``train.amp`` on ``device``: None (float32) on the CPU or when off; ``auto`` = bf16 where supported, else fp16."""
+    if device.type != "cuda" or mode in (False, "off", None):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode in ("bf16", "fp16"):
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    raise HarnessError(f"train.amp must be auto, bf16, fp16 or off, got {mode!r}")
 
 
 class StepForward:
