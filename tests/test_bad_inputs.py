@@ -193,7 +193,7 @@ def test_out_of_range_protocol_values_refused(root, tmp_path, capsys, setting):
 
 def test_unknown_method_setting_suggests_the_known_ones(root, tmp_path, capsys):
     err = run_error([*run_args(root, tmp_path, "random-resnet18"), "--set", "method.sed=1"], capsys)
-    assert "method.sed" in err and "Did you mean method.seed" in err
+    assert "method.sed" in err and "Did you mean: method.seed?" in err
     err = run_error([*run_args(root, tmp_path), "--set", "method.layer=x"], capsys)
     assert "'pixels' has no setting 'layer'" in err and "Its settings: none" in err
 
@@ -279,7 +279,7 @@ def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(root, tmp_pa
 
 def test_unknown_task_setting_and_settings_score_does_not_read(root, tmp_path, capsys):
     err = run_error([*run_args(root, tmp_path), "--set", "task.splt=test"], capsys)
-    assert "task 'davis' has no setting 'splt'" in err and "Did you mean task.split" in err
+    assert "task 'davis' has no setting 'splt'" in err and "Did you mean: task.split?" in err
     err = run_error(["score", "--task", "davis", "--data-root", str(root), "--predictions", str(root),
                      "--set", "method.layer=x"], capsys)
     assert "method.layer" in err and "only protocol.*" in err

@@ -30,7 +30,7 @@ def test_overrides_change_the_protocol_hash():
 
 
 def test_unknown_protocol_setting_is_an_error():
-    with pytest.raises(HarnessError, match="unknown protocol setting"):
+    with pytest.raises(HarnessError, match=r"unknown key 'protocol.top_k'. Did you mean: protocol.topk\?"):
         resolve_protocol("crw", "davis", {"top_k": 5})
 
 

@@ -274,7 +274,7 @@ def test_no_usable_record_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_validate_record_names_the_problem() -> None:
     record = make_record()
-    assert validate_record(record) is record
+    assert validate_record(record).as_json() == record  # typed, and the same record
     record["protocol"] = {"name": "crw"}
     with pytest.raises(RecordError, match="protocol.hash"):
         validate_record(record)
@@ -284,7 +284,7 @@ def test_validate_record_names_the_problem() -> None:
         validate_record(record)
     record = make_record(task="vip")
     record["metrics"]["pixel_acc"] = None  # undefined metrics are allowed, except the primary one
-    assert validate_record(record) is record
+    assert validate_record(record).metrics["pixel_acc"] is None
     record["metrics"]["mIoU"] = None
     with pytest.raises(RecordError, match="primary metric 'mIoU'"):
         validate_record(record)
@@ -370,12 +370,15 @@ def test_reported_yaml_loads_and_every_entry_has_a_source() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["entries"][1].pop("source"), r"entry 1 \(b\): missing key\(s\) source"),
-        (lambda d: d["entries"][0].update(metrics={"J&F": 60.0}), r"entry 0 \(a\): metric 'J&F' is not a davis metric"),
-        (lambda d: d["entries"][0].update(group="Z"), r"entry 0 \(a\): group 'Z'"),
+        (lambda d: d["entries"][1].pop("source"), r"entry 1 \(b\): key 'source' is missing"),
+        (lambda d: d["entries"][0].update(metrics={"J&F": 60.0}),
+         r"entry 0 \(a\): key 'metrics.J&F': not a davis metric. Did you mean: J&F-Mean"),
+        (lambda d: d["entries"][0].update(group="Z"), r"entry 0 \(a\): key 'group': 'Z' is not one of A"),
         (lambda d: d["entries"][1].update(id="a"), r"'a' is used twice"),
-        (lambda d: d["entries"][0].update(confirmed="yes"), r"entry 0 \(a\): 'confirmed'"),
-        (lambda d: d["entries"][0].update(weights=["sha256:xyz"]), r"weights tag"),
+        (lambda d: d["entries"][0].update(confirmed="yes"), r"entry 0 \(a\): key 'confirmed'"),
+        (lambda d: d["entries"][0].update(weights=["sha256:xyz"]), r"key 'weights'.*weights tag"),
+        (lambda d: d["entries"][0].update(sourse="x"), r"entry 0 \(a\): unknown key 'sourse'. Did you mean: source\?"),
+        (lambda d: d["entries"][0].update(metrics={"J&F-Mean": "60"}), r"entry 0 \(a\): key 'metrics.J&F-Mean'"),
     ],
 )
 def test_reported_yaml_errors_name_the_entry(tmp_path: Path, edit, message: str) -> None:
@@ -658,8 +661,9 @@ def test_sweep_reports_are_linked_and_their_cells_never_ranked(board: Path) -> N
 
 def test_runtime_from_cached_features_is_not_compared() -> None:
     from harness.leaderboard.runtime import ms_per_frame
+    from harness.runs.schema import TimingBlock
 
     stages = {"read": 1.0, "features": 30.0, "propagation": 70.0, "labels": 1.0, "write": 1.0, "score": 1.0}
-    assert ms_per_frame({"stages": stages}) == 100.0
-    assert ms_per_frame({"stages": stages, "feature_cache": {"hits": 0, "misses": 3}}) == 100.0  # all computed
-    assert ms_per_frame({"stages": stages, "feature_cache": {"hits": 1, "misses": 2}}) is None
+    assert ms_per_frame(TimingBlock(stages=stages)) == 100.0
+    assert ms_per_frame(TimingBlock(stages=stages, feature_cache={"hits": 0, "misses": 3})) == 100.0  # all computed
+    assert ms_per_frame(TimingBlock(stages=stages, feature_cache={"hits": 1, "misses": 2})) is None

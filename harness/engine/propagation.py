@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.engine import batched
-from harness.engine.protocol import Protocol, fit_to_video, resolve_protocol
-from harness.engine.window import context_slots, window_admits, window_reach
+from harness.engine.protocol import Protocol, resolve_protocol
+from harness.engine.window import context_slots, fit_to_video, window_admits, window_reach
 from harness.errors import HarnessError, MethodError
 
 #: working-memory budget of one propagation on CPU (query tiles, key strips, score chunks, one block's

@@ -1,9 +1,12 @@
 """Named, hashed label-propagation protocols.
 
-Every knob that moves the numbers lives in one frozen :class:`Protocol`; its short hash is written
-into every run record, and results are compared only when hashes match. ``crw`` and ``dino`` are
-*families*: each task resolves them to its published settings (``crw`` on DAVIS keeps 20 previous
-frames, on JHMDB 7, on VIP 4), and the resolved settings are what gets hashed.
+Every knob that moves the numbers lives in one frozen :class:`Protocol` (a declared pydantic model);
+its short hash is written into every run record, and results are compared only when hashes match.
+``crw`` and ``dino`` are *families*: each task resolves them to its published settings (``crw`` on
+DAVIS keeps 20 previous frames, on JHMDB 7, on VIP 4), and the resolved settings are what gets hashed.
+``--set protocol.<key>=value`` overrides are read through :func:`harness.declared.read_model` as
+:data:`ProtocolSettings` (whole numbers, finite numbers, true/false), so a typo names the key and the
+closest known ones.
 """
 
 from __future__ import annotations
@@ -11,44 +14,53 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+
+from harness.declared import Declared, read_model
 from harness.errors import HarnessError
 
 #: smallest normal float32: a temperature below it is 0 to the engine (features are float32 or bf16)
 FLOAT32_TINY = 1.1754944e-38
 
 
-@dataclass(frozen=True)
-class Protocol:
+class Protocol(BaseModel):
     """All settings of label propagation.
 
     - ``context``: number of previous frames kept as context (besides the first frame).
     - ``keep_first``: the ground-truth first frame is always part of the context.
     - ``topk``: number of context nodes each target node takes its label from.
     - ``temperature``: softmax temperature over the top-k similarities.
-    - ``radius``: half-size of the spatial window on context frames, in feature cells.
+    - ``radius``: half-size of the spatial window on context frames, in feature cells. A whole number
+      given in code stays one (the ``dino`` preset's 12 is hashed as ``12``, not ``12.0``); ``--set``
+      values are read as floats.
     - ``window``: ``disk`` (Euclidean distance < radius, CRW) or ``square`` (|dy|, |dx| <= radius, DINO).
     - ``restrict_first``: whether the window also restricts the first frame (DINO: yes, CRW: no).
     - ``pad_with_first``: early frames see copies of frame 0 in place of missing context (CRW), instead
       of a queue that grows from empty (DINO).
     - ``task_options``: task-specific knobs that change scores (e.g. JHMDB visibility source), as a
       sorted tuple of (key, value) pairs so the protocol stays hashable.
+
+    Values are kept exactly as given (strict types, no coercion): :meth:`settings` is what is hashed,
+    so a value's JSON text is part of the hash.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     name: str
     context: int = 20
     keep_first: bool = True
     topk: int = 10
     temperature: float = 0.05
-    radius: float = 12.0
+    radius: float | int = 12.0
     window: Literal["disk", "square"] = "disk"
     restrict_first: bool = False
     pad_with_first: bool = True
     task_options: tuple[tuple[str, Any], ...] = ()
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _in_range(self) -> Protocol:
         if self.topk < 1:
             raise HarnessError(f"protocol.topk must be >= 1, got {self.topk}")
         if self.context < 0:
@@ -60,15 +72,14 @@ class Protocol:
                                "in float32 features and every propagated label would be NaN")
         if not (math.isfinite(self.radius) and self.radius > 0):
             raise HarnessError(f"protocol.radius must be > 0 (a node must at least see its own cell), got {self.radius}")
-        if self.window not in ("disk", "square"):
-            raise HarnessError(f"protocol.window must be 'disk' or 'square', got {self.window!r}")
         if not self.keep_first and self.context == 0:
             raise HarnessError("a protocol needs context > 0 or keep_first")
+        return self
 
     def settings(self) -> dict[str, Any]:
-        """Resolved settings as plain JSON-able values (what is hashed and recorded)."""
-        out = asdict(self)
-        out["task_options"] = {k: v for k, v in self.task_options}
+        """Resolved settings as plain JSON-able values (what is hashed and recorded), in field order."""
+        out = self.model_dump()
+        out["task_options"] = dict(self.task_options)
         return out
 
     @property
@@ -83,6 +94,40 @@ class Protocol:
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "settings": self.settings(), "hash": self.hash}
+
+
+#: the knobs a ``--set protocol.<key>`` may change (every field but the name and the task options)
+KNOBS: tuple[str, ...] = tuple(k for k in Protocol.model_fields if k not in ("name", "task_options"))
+
+
+def _not_a_flag(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true/false")
+    return value
+
+
+#: a ``--set`` count: ``5`` and ``"5"`` read as 5, ``2.5`` and ``true`` are refused rather than truncated
+WholeNumber = Annotated[int, BeforeValidator(_not_a_flag)]
+#: a ``--set`` number: read as a float; NaN, Inf and ``true`` are refused
+FiniteNumber = Annotated[float, BeforeValidator(_not_a_flag), Field(allow_inf_nan=False)]
+
+
+def _read_as(annotation: Any) -> Any:
+    """The type a ``--set`` value of a :class:`Protocol` field is read as (counts whole, numbers float)."""
+    if annotation is int:
+        return WholeNumber
+    if annotation is float or annotation == (float | int):
+        return FiniteNumber
+    return annotation
+
+
+#: the declared ``--set protocol.<key>`` settings: each knob of :class:`Protocol`, typed as ``--set`` reads it
+ProtocolSettings: type[Declared] = create_model(  # type: ignore[call-overload]
+    "ProtocolSettings",
+    __base__=Declared,
+    __doc__="The ``--set protocol.<key>=value`` knobs of :class:`Protocol`, typed as they are read.",
+    **{k: (_read_as(Protocol.model_fields[k].annotation), Protocol.model_fields[k].default) for k in KNOBS},
+)
 
 
 _FAMILIES: dict[str, Protocol] = {
@@ -114,7 +159,7 @@ def require_fits(protocol: Protocol, frames: int, width: int, height: int) -> No
     may resize frames to a square of the longer side; a feature grid has no more cells than pixels).
     Taking the top-k of everything there is would be the same as this bound, but slower by orders of
     magnitude than any published protocol, so a value above it is taken for a mistake. ``context`` and
-    ``radius`` need no refusal: :func:`fit_to_video` lowers them at no cost to the labels.
+    ``radius`` need no refusal: :func:`harness.engine.window.fit_to_video` lowers them at no cost to the labels.
     """
     if frames < 1:
         return
@@ -123,38 +168,6 @@ def require_fits(protocol: Protocol, frames: int, width: int, height: int) -> No
         raise HarnessError(f"protocol.topk={protocol.topk} is more than the {nodes} nodes a target can see in this "
                            f"data ({min(protocol.context, frames - 1) + 1} context frames of at most "
                            f"{max(width, height)}x{max(width, height)} cells); the crw and dino families use 10 and 5")
-
-
-def fit_to_video(protocol: Protocol, frames: int, height: int, width: int) -> Protocol:
-    """The protocol as it acts on a video of ``frames`` frames and a ``height`` x ``width`` feature grid.
-
-    A ``--set`` value past what any video allows (``context=10**11``, ``radius=1e300``) would otherwise
-    hang, exhaust memory or overflow; it is lowered here, before anything is computed, to the bound of
-    the video, which gives the same labels:
-
-    - ``radius`` above ``height + width``: a disk or square that large already admits every offset; a
-      radius below 1 admits only a node's own cell, as 0.5 does (a tiny one, 1e-300, would square to 0
-      and admit not even that);
-    - ``context`` above ``frames - 1``: the queue holds nothing more, except copies of frame 0 with
-      ``pad_with_first``, and a node counts at most ``topk`` times among the candidates, so
-      ``frames - 1 + topk`` slots are as many as any larger number;
-    - ``topk`` above the most candidates any target has (its context slots, each counted at most
-      ``topk`` times, times the grid's cells): every candidate is taken either way.
-
-    Values within these bounds are returned unchanged (the same object), and the recorded protocol (its
-    settings and hash) is always the one the user asked for.
-    """
-    from harness.engine.window import context_slots  # the engine's own slot rule, so the bound is exact
-
-    radius = 0.5 if protocol.radius < 1 else min(protocol.radius, float(height + width))
-    context = min(protocol.context, frames - 1 + (protocol.topk if protocol.pad_with_first else 0))
-    fitted = replace(protocol, radius=radius, context=context)
-    candidates = max((sum(min(count, protocol.topk) for _, _, count in context_slots(t, fitted))
-                      for t in range(1, frames)), default=1) * height * width
-    topk = min(protocol.topk, candidates)
-    if (radius, topk, context) == (protocol.radius, protocol.topk, protocol.context):
-        return protocol
-    return replace(fitted, topk=topk)
 
 
 def protocol_families() -> list[str]:
@@ -170,7 +183,9 @@ def resolve_protocol(
     """The protocol a run uses: family preset, then the task's published settings, then overrides.
 
     ``task_defaults`` are task options (``task_options``) the task declares for this family;
-    ``overrides`` come from ``--set protocol.<key>=value`` and may name a task option directly.
+    ``overrides`` come from ``--set protocol.<key>=value`` and may name a task option directly. Both
+    the task's settings and the overrides are read as :data:`ProtocolSettings` (plus the task options),
+    so an unknown key or a value of the wrong kind is a :class:`HarnessError` naming it.
     """
     if isinstance(family, Protocol):
         base = family
@@ -178,42 +193,12 @@ def resolve_protocol(
         base = _FAMILIES[family]
     else:
         raise HarnessError(f"unknown protocol {family!r}; known: {', '.join(protocol_families())}")
-    changes: dict[str, Any] = dict(_TASK_SETTINGS.get((base.name, task or ""), {}))
     options = dict(base.task_options)
     options.update(task_defaults or {})
-    known = {f.name for f in fields(Protocol)} - {"name", "task_options"}
-    for key, value in (overrides or {}).items():
-        if key in known:
-            changes[key] = value
-        elif key in options:
-            options[key] = value
-        else:
-            raise HarnessError(
-                f"unknown protocol setting {key!r}; known: {', '.join(sorted(known | set(options)))}"
-            )
-    for key, value in list(changes.items()):
-        changes[key] = _coerce(key, value)
-    return replace(base, **changes, task_options=tuple(sorted(options.items())))
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """``--set`` values to the field's type; a fractional count (``topk=2.5``), NaN/Inf or a non-boolean
-    flag is refused rather than truncated or passed on."""
-    kind = {f.name: f.type for f in fields(Protocol)}[key]
-    try:
-        if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if kind == "float":
-            if isinstance(value, bool) or not math.isfinite(number := float(value)):
-                raise ValueError(value)
-            return number
-        if kind == "bool" and not isinstance(value, bool):
-            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return str(value).lower() in ("true", "1", "yes")
-    except (TypeError, ValueError, OverflowError) as err:
-        what = {"int": "a whole number", "float": "a finite number", "bool": "true or false"}.get(kind, kind)
-        raise HarnessError(f"protocol.{key} must be {what}, got {value!r}") from err
-    return value
+    declared = create_model(  # the knobs, and this task's options (any value) beside them
+        "ProtocolSettings", __base__=ProtocolSettings, **{key: (Any, None) for key in options if key not in KNOBS})
+    given = {**_TASK_SETTINGS.get((base.name, task or ""), {}), **(overrides or {})}
+    values = read_model(declared, given, f"protocol {base.name!r} settings", prefix="protocol.")
+    changes = values.model_dump(exclude_unset=True)
+    options.update({k: changes.pop(k) for k in list(changes) if k not in KNOBS})
+    return Protocol(**{**base.model_dump(), **changes, "task_options": tuple(sorted(options.items()))})

@@ -1,4 +1,5 @@
-"""Which context frames a target sees, and which grid offsets a window admits: shared by both search paths."""
+"""Which context frames a target sees, which grid offsets a window admits, and how a protocol fits a video:
+shared by both search paths."""
 
 from __future__ import annotations
 
@@ -42,3 +43,33 @@ def window_admits(dy: torch.Tensor, dx: torch.Tensor, protocol: Protocol) -> tor
     if protocol.window == "disk":
         return dy**2 + dx**2 < float(protocol.radius) ** 2
     return (dy.abs() <= protocol.radius) & (dx.abs() <= protocol.radius)
+
+
+def fit_to_video(protocol: Protocol, frames: int, height: int, width: int) -> Protocol:
+    """The protocol as it acts on a video of ``frames`` frames and a ``height`` x ``width`` feature grid.
+
+    A ``--set`` value past what any video allows (``context=10**11``, ``radius=1e300``) would otherwise
+    hang, exhaust memory or overflow; it is lowered here, before anything is computed, to the bound of
+    the video, which gives the same labels:
+
+    - ``radius`` above ``height + width``: a disk or square that large already admits every offset; a
+      radius below 1 admits only a node's own cell, as 0.5 does (a tiny one, 1e-300, would square to 0
+      and admit not even that);
+    - ``context`` above ``frames - 1``: the queue holds nothing more, except copies of frame 0 with
+      ``pad_with_first``, and a node counts at most ``topk`` times among the candidates, so
+      ``frames - 1 + topk`` slots are as many as any larger number;
+    - ``topk`` above the most candidates any target has (its context slots, each counted at most
+      ``topk`` times, times the grid's cells): every candidate is taken either way.
+
+    Values within these bounds are returned unchanged (the same object), and the recorded protocol (its
+    settings and hash) is always the one the user asked for.
+    """
+    radius = 0.5 if protocol.radius < 1 else min(protocol.radius, float(height + width))
+    context = min(protocol.context, frames - 1 + (protocol.topk if protocol.pad_with_first else 0))
+    fitted = protocol.model_copy(update={"radius": radius, "context": context})
+    candidates = max((sum(min(count, protocol.topk) for _, _, count in context_slots(t, fitted))
+                      for t in range(1, frames)), default=1) * height * width
+    topk = min(protocol.topk, candidates)
+    if (radius, topk, context) == (protocol.radius, protocol.topk, protocol.context):
+        return protocol
+    return fitted.model_copy(update={"topk": topk})

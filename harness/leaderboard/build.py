@@ -48,7 +48,7 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def _per_sequence(runs: list[Run], out_dir: Path) -> dict[str, dict[str, Any]]:
-    return {_rel(run.path, out_dir): run.record.get("per_sequence") or {} for run in runs}
+    return {_rel(run.path, out_dir): run.record.per_sequence or {} for run in runs}
 
 
 def _references(board: Leaderboard, section: str, task: str, rows: pd.DataFrame) -> list[tuple[str, float]]:
@@ -112,7 +112,7 @@ def assemble(
     section_list = sections(frame)
     specs = {}
     for task in {task for _, task in section_list} | {run.task for run in runs}:
-        keys = {k for r in runs if r.task == task for k in r.record["metrics"]}
+        keys = {k for r in runs if r.task == task for k in r.record.metrics}
         specs[task] = task_spec(task, keys | {k for e in reported if e.task == task for k in e.metrics})
     board = Leaderboard(
         frame=frame,

@@ -3,7 +3,8 @@
 A leaderboard built from a half-written or hand-edited record would publish numbers nobody
 measured, so every record is checked against the schema before it is used. A record that fails
 is *skipped and reported* (by path, with the reason) instead of aborting the whole table: one
-broken run must not hide the other runs, and it must not vanish silently either.
+broken run must not hide the other runs, and it must not vanish silently either. A valid record is
+handed on typed (:class:`~harness.runs.schema.RunRecord`): readers use its fields, not raw keys.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.leaderboard.spec import TASKS
 from harness.runs.rederive import derivation_problem
-from harness.runs.schema import RecordInvalid
+from harness.runs.schema import RecordInvalid, RunRecord
 from harness.runs.schema import validate_record as validate_schema
 
 RECORD_NAME = "record.json"
@@ -32,15 +33,15 @@ class Run:
     """One valid run record and where it was read from."""
 
     path: Path
-    record: dict[str, Any]
+    record: RunRecord
 
     @property
     def task(self) -> str:
-        return self.record["task"]
+        return self.record.task
 
     @property
     def protocol_hash(self) -> str:
-        return self.record["protocol"]["hash"]
+        return self.record.protocol.hash
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,21 @@ def find_record_files(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def validate_record(data: Any) -> dict[str, Any]:
-    """Return ``data`` if the schema (:mod:`harness.runs.schema`) accepts it, it has its task's ranking
+def validate_record(data: Any) -> RunRecord:
+    """``data`` typed, if the schema (:mod:`harness.runs.schema`) accepts it, it has its task's ranking
     metric and its numbers re-derive from its own per-sequence/per-object blocks
     (:mod:`harness.runs.rederive`), else raise :class:`RecordError` naming the key."""
     try:
-        validate_schema(data)
+        record = validate_schema(data)
     except RecordInvalid as err:
         raise RecordError(str(err)) from None
-    spec = TASKS.get(data["task"])
-    if spec is not None and data["metrics"].get(spec.primary) is None:
-        raise RecordError(f"metrics lack the primary metric {spec.primary!r} of task {data['task']!r}")
+    spec = TASKS.get(record.task)
+    if spec is not None and record.metrics.get(spec.primary) is None:
+        raise RecordError(f"metrics lack the primary metric {spec.primary!r} of task {record.task!r}")
     problem = derivation_problem(data)
     if problem:
         raise RecordError(problem)
-    return data
+    return record
 
 
 def read_record(path: Path) -> Run:
@@ -117,12 +118,12 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Skipped]]:
         except RecordError as err:
             skipped.append(Skipped(path=path, reason=str(err).removeprefix(f"{path}: ")))
             continue
-        digest = run.record.get("run_digest")
-        if isinstance(digest, str) and digest in first:
+        digest = run.record.run_digest
+        if digest is not None and digest in first:
             skipped.append(Skipped(path=path, reason=f"duplicate of {first[digest]} (same run digest {digest}); "
                                    "a run is ranked once"))
             continue
-        if isinstance(digest, str):
+        if digest is not None:
             first[digest] = path
         runs.append(run)
     return runs, skipped

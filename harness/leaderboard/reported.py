@@ -6,56 +6,95 @@ third-party re-evaluation). Only groups that correspond to one of our protocol f
 ``crw``, B -> ``dino``) can be matched with a reproduced run, and only when the run used the same
 weights: then the leaderboard shows reproduced - reported in points.
 
-The file is validated as a whole on load: a typo in a key or a metric name would otherwise make
-a published number silently disappear from the tables.
+The file is declared as pydantic models (:class:`ReportedEntry`, :class:`ProtocolGroup`) read through
+:func:`harness.declared.read_model` and validated as a whole on load: a typo in a key or a metric name
+would otherwise make a published number silently disappear from the tables, so it is an error naming
+the file, the entry and the key, with the closest known keys.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
+
+from harness.declared import Declared, did_you_mean, read_model
 from harness.errors import HarnessError
 from harness.io import read_yaml
 from harness.leaderboard.collect import Run
 from harness.leaderboard.spec import TASKS
 
 SCHEMA_VERSION = 1
-_ENTRY_REQUIRED = ("id", "method", "task", "metrics", "source", "group", "confirmed")
-_ENTRY_OPTIONAL = ("backbone", "pretraining", "weights", "unconfirmed", "note")
 _SHA_PREFIX = "sha256:"
 _MIN_SHA_CHARS = 8
 
 
 class ReportedError(HarnessError):
-    """``reported.yaml`` is malformed; the message names the file and the entry."""
+    """``reported.yaml`` is malformed; the message names the file, the entry and the key."""
 
 
-@dataclass(frozen=True)
-class ProtocolGroup:
-    name: str
-    family: str | None
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _none_is_empty(value: Any) -> Any:
+    return () if value is None else value
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+#: a list of non-empty strings; absent or null is empty
+Names = Annotated[tuple[Text, ...], BeforeValidator(_none_is_empty)]
+#: a published number as printed: a finite percentage (true/false and strings are refused)
+Percent = Annotated[float, Field(strict=True, ge=-100.0, le=100.0, allow_inf_nan=False)]
+
+
+class ProtocolGroupBody(Declared):
+    """One ``protocol_groups`` entry as written: the family it corresponds to (if any) and what it is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str | None = None
     description: str
 
 
-@dataclass(frozen=True)
-class ReportedEntry:
-    """One published result: one method, one task, one source. Metrics are in percent."""
+class ProtocolGroup(ProtocolGroupBody):
+    """A protocol group with its name (the key it is listed under)."""
 
-    id: str
-    method: str
-    task: str
-    metrics: dict[str, float]
-    source: str
+    name: str
+
+
+class ReportedEntry(Declared):
+    """One published result: one method, one task, one source. Metrics are in percent.
+
+    In the file ``group`` names a protocol group; :func:`load_reported` puts the group itself here.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: Text
+    method: Text
+    task: Text
+    metrics: dict[str, Percent] = Field(min_length=1)
+    source: Text
     group: ProtocolGroup
-    confirmed: bool
+    confirmed: bool = Field(strict=True)
     backbone: str | None = None
     pretraining: str | None = None
-    weights: tuple[str, ...] = ()
-    unconfirmed: tuple[str, ...] = ()
+    weights: Names = ()
+    unconfirmed: Names = ()
     note: str | None = None
+
+    @field_validator("weights")
+    @classmethod
+    def _sha_tags(cls, weights: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in weights:
+            digest = tag[len(_SHA_PREFIX) :]
+            if tag.startswith(_SHA_PREFIX) and (len(digest) < _MIN_SHA_CHARS or any(c not in "0123456789abcdef" for c in digest)):
+                raise ValueError(f"weights tag {tag!r} needs at least {_MIN_SHA_CHARS} lowercase hex digits")
+        return weights
 
     def is_confirmed(self, metric: str) -> bool:
         """Whether ``metric`` was read in a primary source (False = marked †, docs/published-numbers.md §3)."""
@@ -65,126 +104,66 @@ class ReportedEntry:
         """Same task, same protocol family and the same weights (checkpoint sha256 or method tag)."""
         if self.task != run.task or self.group.family is None:
             return False
-        if self.group.family != run.record["protocol"]["name"]:
+        if self.group.family != run.record.protocol.name:
             return False
-        checkpoint = run.record.get("checkpoint") or {}
-        sha = str(checkpoint.get("sha256", ""))
+        sha = (run.record.checkpoint.sha256 if run.record.checkpoint is not None else None) or ""
         for tag in self.weights:
             if tag.startswith(_SHA_PREFIX):
                 if sha and sha.startswith(tag[len(_SHA_PREFIX) :]):
                     return True
-            elif tag == run.record["method"]:
+            elif tag == run.record.method:
                 return True
         return False
 
 
-def _fail(path: Path, where: str, message: str) -> ReportedError:
-    return ReportedError(f"{path}: {where}: {message}")
+class ReportedFile(Declared):
+    """``reported.yaml`` at the top level; entries are read one by one (:class:`ReportedEntry`), so an
+    error names the entry."""
+
+    schema_version: Literal[1]
+    unit: Literal["percent"]
+    protocol_groups: dict[str, dict[str, Any]] = Field(min_length=1)
+    entries: list[Any] = Field(min_length=1)
 
 
-def _optional_str(value: Any, path: Path, where: str, key: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise _fail(path, where, f"{key!r} must be a string or null")
-    return value
-
-
-def _str_list(value: Any, path: Path, where: str, key: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _fail(path, where, f"{key!r} must be a list of non-empty strings")
-    return tuple(value)
-
-
-def _groups(raw: Any, path: Path) -> dict[str, ProtocolGroup]:
-    if not isinstance(raw, dict) or not raw:
-        raise _fail(path, "protocol_groups", "must be a non-empty mapping of group name to {family, description}")
+def _groups(data: ReportedFile, path: Path) -> dict[str, ProtocolGroup]:
     groups = {}
-    for name, body in raw.items():
-        if not isinstance(body, dict) or set(body) - {"family", "description"} or "description" not in body:
-            raise _fail(path, f"protocol group {name!r}", "needs 'description' and optional 'family', nothing else")
-        family = _optional_str(body.get("family"), path, f"protocol group {name!r}", "family")
-        groups[str(name)] = ProtocolGroup(str(name), family, str(body["description"]))
+    for name, body in data.protocol_groups.items():
+        read = read_model(ProtocolGroupBody, body, f"{path}: protocol group {name!r}", ReportedError)
+        groups[name] = ProtocolGroup(name=name, **read.model_dump())
     return groups
 
 
-def _metrics(raw: Any, task: str, path: Path, where: str) -> dict[str, float]:
-    if not isinstance(raw, dict) or not raw:
-        raise _fail(path, where, "'metrics' must be a non-empty mapping of metric name to percent")
-    allowed = TASKS[task].csv if task in TASKS else None
-    metrics = {}
-    for key, value in raw.items():
-        if allowed is not None and key not in allowed:
-            raise _fail(path, where, f"metric {key!r} is not a {task} metric ({', '.join(allowed)})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise _fail(path, where, f"metric {key!r} is {value!r}, not a number")
-        if not -100.0 <= value <= 100.0:
-            raise _fail(path, where, f"metric {key!r} = {value} is not a percentage")
-        metrics[str(key)] = float(value)
-    return metrics
-
-
 def _entry(raw: Any, index: int, groups: dict[str, ProtocolGroup], path: Path) -> ReportedEntry:
-    where = f"entry {index}"
-    if not isinstance(raw, dict):
-        raise _fail(path, where, "must be a mapping")
-    if isinstance(raw.get("id"), str):
-        where = f"entry {index} ({raw['id']})"
-    missing = [key for key in _ENTRY_REQUIRED if key not in raw]
-    if missing:
-        raise _fail(path, where, f"missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(raw) - set(_ENTRY_REQUIRED) - set(_ENTRY_OPTIONAL))
-    if unknown:
-        raise _fail(path, where, f"unknown key(s) {', '.join(unknown)}")
-    for key in ("id", "method", "task", "source"):
-        if not isinstance(raw[key], str) or not raw[key].strip():
-            raise _fail(path, where, f"{key!r} must be a non-empty string")
-    if not isinstance(raw["confirmed"], bool):
-        raise _fail(path, where, "'confirmed' must be true or false")
-    if raw["group"] not in groups:
-        raise _fail(path, where, f"group {raw['group']!r} is not one of {', '.join(groups)}")
-    metrics = _metrics(raw["metrics"], raw["task"], path, where)
-    unconfirmed = _str_list(raw.get("unconfirmed"), path, where, "unconfirmed")
-    stray = sorted(set(unconfirmed) - set(metrics))
+    where = f"{path}: entry {index}"
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        where = f"{path}: entry {index} ({raw['id']})"
+    if isinstance(raw, dict) and "group" in raw:
+        if raw["group"] not in groups:
+            raise ReportedError(f"{where}: key 'group': {raw['group']!r} is not one of {', '.join(groups)}")
+        raw = {**raw, "group": groups[raw["group"]]}
+    entry = read_model(ReportedEntry, raw, where, ReportedError)
+    allowed = TASKS[entry.task].csv if entry.task in TASKS else None
+    for key in entry.metrics:
+        if allowed is not None and key not in allowed:
+            raise ReportedError(f"{where}: key 'metrics.{key}': not a {entry.task} metric.{did_you_mean(key, allowed)} "
+                                f"Its metrics: {', '.join(allowed)}")
+    stray = sorted(set(entry.unconfirmed) - set(entry.metrics))
     if stray:
-        raise _fail(path, where, f"'unconfirmed' names metrics the entry does not have: {', '.join(stray)}")
-    weights = _str_list(raw.get("weights"), path, where, "weights")
-    for tag in weights:
-        if tag.startswith(_SHA_PREFIX):
-            digest = tag[len(_SHA_PREFIX) :]
-            if len(digest) < _MIN_SHA_CHARS or any(c not in "0123456789abcdef" for c in digest):
-                raise _fail(path, where, f"weights tag {tag!r} needs at least {_MIN_SHA_CHARS} lowercase hex digits")
-    return ReportedEntry(
-        id=raw["id"],
-        method=raw["method"],
-        task=raw["task"],
-        metrics=metrics,
-        source=raw["source"],
-        group=groups[raw["group"]],
-        confirmed=raw["confirmed"],
-        backbone=_optional_str(raw.get("backbone"), path, where, "backbone"),
-        pretraining=_optional_str(raw.get("pretraining"), path, where, "pretraining"),
-        weights=weights,
-        unconfirmed=unconfirmed,
-        note=_optional_str(raw.get("note"), path, where, "note"),
-    )
+        raise ReportedError(f"{where}: key 'unconfirmed' names metrics the entry does not have: {', '.join(stray)}")
+    return entry
+
+
+def _read(path: Path) -> ReportedFile:
+    return read_model(ReportedFile, read_yaml(path, "published results", ReportedError), str(path), ReportedError)
 
 
 def load_reported(path: str | Path) -> list[ReportedEntry]:
-    """Parse and validate ``reported.yaml``; any problem raises :class:`ReportedError` naming the entry."""
+    """Parse and validate ``reported.yaml``; any problem raises :class:`ReportedError` naming the entry and key."""
     path = Path(path)
-    data = read_yaml(path, "published results", ReportedError)
-    if not isinstance(data, dict):
-        raise ReportedError(f"{path}: top level must be a mapping with schema_version, protocol_groups, entries")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ReportedError(f"{path}: schema_version is {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    if data.get("unit") != "percent":
-        raise ReportedError(f"{path}: 'unit' must be 'percent' (published numbers are kept as printed)")
-    groups = _groups(data.get("protocol_groups"), path)
-    raw_entries = data.get("entries")
-    if not isinstance(raw_entries, list) or not raw_entries:
-        raise ReportedError(f"{path}: 'entries' must be a non-empty list")
-    entries = [_entry(raw, i, groups, path) for i, raw in enumerate(raw_entries)]
+    data = _read(path)
+    groups = _groups(data, path)
+    entries = [_entry(raw, i, groups, path) for i, raw in enumerate(data.entries)]
     seen: set[str] = set()
     for entry in entries:
         if entry.id in seen:
@@ -196,5 +175,4 @@ def load_reported(path: str | Path) -> list[ReportedEntry]:
 def load_protocol_groups(path: str | Path) -> list[ProtocolGroup]:
     """The protocol groups of ``reported.yaml`` in file order (the legend under the summary)."""
     path = Path(path)
-    data = read_yaml(path, "published results", ReportedError)
-    return list(_groups(data.get("protocol_groups") if isinstance(data, dict) else None, path).values())
+    return list(_groups(_read(path), path).values())

@@ -12,9 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
-from harness.runs.schema import STAGES
+from harness.runs.schema import STAGES, EnvBlock, TimingBlock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: code whose changes make earlier ms/frame figures stale: the propagation engine and the stage timer
@@ -47,42 +46,44 @@ def _is_gpu(device: str) -> bool:
     return any(word in device.lower() for word in ("nvidia", "cuda", "gpu", "tesla", "radeon"))
 
 
-def runtime_class(env: dict[str, Any]) -> RuntimeClass:
+def runtime_class(env: EnvBlock | None) -> RuntimeClass:
     """The class of a record's ``env``: the GPU or CPU model when recorded, else the bare device."""
-    device = str(env.get("device") or "cpu")
-    name = env.get("device_name")
+    device = (env.device if env is not None else "") or "cpu"
+    name = env.device_name if env is not None else None
     if device.startswith("cuda"):
         label = f"GPU {name}" if name else "GPU (model not recorded)"
     else:
-        model = env.get("cpu_model") or (name if name and name != "cpu" else None)
+        model = (env.cpu_model if env is not None else None) or (name if name and name != "cpu" else None)
         label = f"CPU {model}" if model else "CPU (model not recorded)"
-    threads = env.get("threads")
+    threads = env.threads if env is not None else None
     return RuntimeClass(label, int(threads) if isinstance(threads, int) else None)
 
 
-def ms_per_frame(timing: dict[str, Any]) -> float | None:
+def ms_per_frame(timing: TimingBlock | None) -> float | None:
     """Features + propagation, ms per frame: the method's and the engine's work, without file I/O.
 
     Version-2 records time each stage (``timing.stages``); version 1 recorded the two directly.
     None when features came from ``--feature-cache`` for any sequence: loading a file is not the method's work.
     """
-    if (timing.get("feature_cache") or {}).get("hits"):
+    if timing is None or (timing.feature_cache or {}).get("hits"):
         return None
-    stages = timing.get("stages") or {}
+    stages = timing.stages or {}
     if "features" in stages and "propagation" in stages:
         return float(stages["features"]) + float(stages["propagation"])
-    features, propagation = timing.get("features_ms_per_frame"), timing.get("propagation_ms_per_frame")
+    features, propagation = timing.features_ms_per_frame, timing.propagation_ms_per_frame
     if features is None or propagation is None:
         return None
     return float(features) + float(propagation)
 
 
-def stage_text(timing: dict[str, Any]) -> str:
+def stage_text(timing: TimingBlock | None) -> str:
     """Per-stage ms/frame for the record detail (``read 3.1 · features 80.2 · ...``)."""
-    stages = timing.get("stages") or {}
+    if timing is None:
+        return ""
+    stages = timing.stages or {}
     if stages:
         return " · ".join(f"{name} {stages[name]:.1f}" for name in STAGES if name in stages)
-    parts = [(k.split("_")[0], timing.get(k)) for k in ("features_ms_per_frame", "propagation_ms_per_frame")]
+    parts = [("features", timing.features_ms_per_frame), ("propagation", timing.propagation_ms_per_frame)]
     return " · ".join(f"{name} {value:.1f}" for name, value in parts if value is not None)
 
 

@@ -24,6 +24,7 @@ from harness.leaderboard.collect import Run
 from harness.leaderboard.reported import ReportedEntry
 from harness.leaderboard.runtime import ms_per_frame, older_code, runtime_class, stage_text
 from harness.leaderboard.spec import TASKS, TaskSpec, task_order, task_spec
+from harness.runs.schema import CheckpointBlock, EnvBlock, RunRecord, TimingBlock
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,14 @@ def _pretraining_label(value: Any) -> str:
              f"by {value['source']}" if value.get("source") else ""]
     return ", ".join(p for p in parts if p) or "see record"
 
-def weights_label(pretraining: Any, checkpoint: dict[str, Any] | None) -> str:
+def weights_label(pretraining: Any, checkpoint: CheckpointBlock | None) -> str:
     """What a run's network started from, in a few words for its method label: ``random init``,
     ``ImageNet-1k``, the checkpoint's file name, another hub tag; empty for methods with no weights.
 
     Read from the record's ``pretraining`` text, so records written before a method refused missing
     weights (``random init (hub unreachable, seed 0)``) are labelled by what they really ran.
     """
-    name = Path(str((checkpoint or {}).get("path") or "")).name
+    name = Path(checkpoint.path).name if checkpoint is not None else ""
     if isinstance(pretraining, dict):  # trained by the harness or imported: the checkpoint it came from
         return name or _pretraining_label(pretraining)
     text = str(pretraining or "").strip()
@@ -93,21 +94,22 @@ def _pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
 
 
-def _sequences(record: dict[str, Any]) -> list[str]:
-    data = record.get("data") or {}
-    sequences = data.get("sequences")
-    return [str(s) for s in sequences] if isinstance(sequences, list) else sorted(record.get("per_sequence") or {})
+def _sequences(record: RunRecord) -> list[str]:
+    if record.data is not None:
+        return list(record.data.sequences)
+    return sorted(record.per_sequence or {})
 
 
-def _dataset(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _dataset(record: RunRecord) -> tuple[dict[str, Any], list[str]]:
     """``data.dataset`` as recorded, or identified now from the score blocks (records written before
     version 2); plus the reasons the run is a smoke run (empty: it may be ranked)."""
-    data = record.get("data") or {}
-    dataset = data.get("dataset")
-    if not isinstance(dataset, dict):
-        dataset, _ = describe_run_data(record["task"], data, record.get("per_sequence"), record.get("per_object"))
+    data = record.data.model_dump(exclude_unset=True) if record.data is not None else {}
+    if record.data is not None and record.data.dataset is not None:
+        dataset = record.data.dataset.model_dump(exclude_unset=True)
+    else:
+        dataset, _ = describe_run_data(record.task, data, record.per_sequence, record.per_object)
     reasons = smoke_reasons(dataset, data)
-    if record.get("smoke") and not reasons:
+    if record.smoke and not reasons:
         reasons = ["marked smoke by its runner"]
     return dataset, reasons
 
@@ -123,33 +125,33 @@ def home_section(task: str) -> str:
     return section_of(split.dataset, split.split) if split is not None else task
 
 
-def _data_key(record: dict[str, Any], section: str) -> str:
+def _data_key(record: RunRecord, section: str) -> str:
     """Section plus a digest of the sequence list: same-size subsets of different sequences differ."""
     digest = hashlib.sha256("\n".join(sorted(_sequences(record))).encode()).hexdigest()[:8]
     return f"{section}|{digest}"
 
 
-def _checkpoint(record: dict[str, Any]) -> tuple[str, str]:
-    checkpoint = record.get("checkpoint")
-    if not checkpoint:
+def _checkpoint(record: RunRecord) -> tuple[str, str]:
+    checkpoint = record.checkpoint
+    if checkpoint is None:
         return "", ""
-    sha = str(checkpoint.get("sha256") or "")
-    name = Path(str(checkpoint.get("path") or "")).name
+    sha = checkpoint.sha256 or ""
+    name = Path(checkpoint.path).name
     return (f"{name} ({sha[:8]})" if name else sha[:8]), sha
 
 
-def _commit(env: dict[str, Any]) -> str:
-    commit = str(env.get("git_commit") or "")[:8]
-    return f"{commit}+dirty" if commit and env.get("git_dirty") else commit
+def _commit(env: EnvBlock | None) -> str:
+    commit = ((env.git_commit if env is not None else None) or "")[:8]
+    return f"{commit}+dirty" if commit and env is not None and env.git_dirty else commit
 
 
-def variant(record: dict[str, Any]) -> str:
+def variant(record: RunRecord) -> str:
     """What tells two runs of one method apart: the feature layer, else a digest of the method config."""
-    info = record.get("method_info") or {}
+    info = record.method_info or {}
     layer = info.get("layer") or info.get("level")
     if layer:
         return str(layer)
-    method_config = (record.get("config") or {}).get("method_config") or {}
+    method_config = (record.config or {}).get("method_config") or {}
     if method_config:
         return "config " + hashlib.sha256(json.dumps(method_config, sort_keys=True).encode()).hexdigest()[:6]
     return ""
@@ -157,7 +159,7 @@ def variant(record: dict[str, Any]) -> str:
 
 def _delta(run: Run, spec: TaskSpec, reported: list[ReportedEntry]) -> tuple[str, float | None]:
     """'reproduced - reported' in points of the primary metric, against every matching entry."""
-    value = _pct(run.record["metrics"].get(spec.primary))
+    value = _pct(run.record.metrics.get(spec.primary))
     parts: list[str] = []
     first: float | None = None
     for entry in reported:
@@ -170,14 +172,19 @@ def _delta(run: Run, spec: TaskSpec, reported: list[ReportedEntry]) -> tuple[str
     return "; ".join(parts), first
 
 
+def _total_s(timing: TimingBlock | None) -> float | None:
+    """The run's wall time (version 2), else the summed stage time of version 1."""
+    if timing is None:
+        return None
+    return timing.wall_s if "wall_s" in timing.model_fields_set else timing.total_s
+
+
 def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> dict[str, Any]:
     """Flatten one record into table cells (percentages, short names, relative links)."""
     record = run.record
-    spec = task_spec(record["task"], record["metrics"])
-    info = record.get("method_info") or {}
-    timing = record.get("timing") or {}
-    env = record.get("env") or {}
-    data = record.get("data") or {}
+    spec = task_spec(record.task, record.metrics)
+    info = record.method_info or {}
+    timing, env, data = record.timing, record.env, record.data
     checkpoint, sha = _checkpoint(record)
     dataset, smoke = _dataset(record)
     section = section_of(str(dataset.get("name")), dataset.get("split"))
@@ -185,61 +192,61 @@ def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> di
     # A subset is never set beside published full-split numbers as if comparable.
     delta_text, delta = _delta(run, spec, reported) if full_split else ("", None)
     klass = runtime_class(env)
-    load = env.get("load_avg")
+    load = env.load_avg if env is not None else None
     row: dict[str, Any] = {
         "kind": "reproduced",
-        "task": record["task"],
+        "task": record.task,
         "section": section,
-        "home_task": task_of(dataset) or record["task"],
+        "home_task": task_of(dataset) or record.task,
         "dataset": dataset.get("label", ""),
         "full_split": full_split,
         "smoke": bool(smoke),
         "smoke_reasons": "; ".join(smoke),
-        "protocol": record["protocol"]["name"],
-        "protocol_hash": record["protocol"]["hash"],
+        "protocol": record.protocol.name,
+        "protocol_hash": record.protocol.hash,
         "protocol_group": "",
         "data": dataset.get("label", ""),
         "data_key": _data_key(record, section),
-        "data_root": str(data.get("root") or ""),
+        "data_root": data.root if data is not None else "",
         "sequences": len(_sequences(record)),
         "rank": None,
-        "method": record["method"],
+        "method": record.method,
         "variant": variant(record),
         "backbone": info.get("backbone") or "",
         "parameters": info.get("parameters"),
         "pretraining": _pretraining_label(info.get("pretraining")),
-        "weights": weights_label(info.get("pretraining"), record.get("checkpoint")),
+        "weights": weights_label(info.get("pretraining"), record.checkpoint),
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha,
         "primary_metric": spec.primary,
         "delta_vs_reported": delta_text,
         "delta_pts": delta,
-        "features_ms_per_frame": timing.get("features_ms_per_frame"),
-        "propagation_ms_per_frame": timing.get("propagation_ms_per_frame"),
+        "features_ms_per_frame": timing.features_ms_per_frame if timing is not None else None,
+        "propagation_ms_per_frame": timing.propagation_ms_per_frame if timing is not None else None,
         "ms_per_frame": ms_per_frame(timing),
         "stages": stage_text(timing),
-        "adapt_s_per_video": timing.get("adapt_s_per_video"),
-        "total_s": timing.get("wall_s", timing.get("total_s")),
-        "peak_rss_mib": timing.get("peak_rss_mib"),
-        "peak_gpu_mib": timing.get("peak_gpu_mib"),
-        "frames": timing.get("frames"),
+        "adapt_s_per_video": timing.adapt_s_per_video if timing is not None else None,
+        "total_s": _total_s(timing),
+        "peak_rss_mib": timing.peak_rss_mib if timing is not None else None,
+        "peak_gpu_mib": timing.peak_gpu_mib if timing is not None else None,
+        "frames": timing.frames if timing is not None else None,
         "device": klass.short,
         "runtime_class": klass.label,
         "threads": klass.threads,
-        "load_avg": " ".join(f"{v:g}" for v in load) if isinstance(load, list) else "",
-        "dirty": bool(env.get("git_dirty")),
-        "older_code": older_code(env.get("git_commit")),
-        "package_version": env.get("package_version") or "",
-        "date": str(record.get("finished") or record.get("started") or "")[:10],
+        "load_avg": " ".join(f"{v:g}" for v in load) if load is not None else "",
+        "dirty": bool(env is not None and env.git_dirty),
+        "older_code": older_code(env.git_commit if env is not None else None),
+        "package_version": (env.package_version if env is not None else None) or "",
+        "date": (record.finished or record.started or "")[:10],
         "commit": _commit(env),
         "source": "",
         "confirmed": None,
         "unconfirmed": (),
         "reported_id": None,
         "record": _relpath(run.path, out_dir),
-        "visualizations": tuple(_relpath(run.path.parent / v, out_dir) for v in record.get("visualizations") or ()),
+        "visualizations": tuple(_relpath(run.path.parent / v, out_dir) for v in record.visualizations or ()),
     }
-    for key, value in record["metrics"].items():
+    for key, value in record.metrics.items():
         row[key] = _pct(value)
     return row
 
@@ -278,7 +285,7 @@ def reported_row(entry: ReportedEntry) -> dict[str, Any]:
 def metric_columns(runs: list[Run], reported: list[ReportedEntry]) -> list[str]:
     """All metric columns for the CSV in a fixed order: known tasks' lists, then other tasks' keys sorted."""
     keys_by_task: dict[str, set[str]] = {}
-    for task, metrics in [(r.task, r.record["metrics"]) for r in runs] + [(e.task, e.metrics) for e in reported]:
+    for task, metrics in [(r.task, r.record.metrics) for r in runs] + [(e.task, e.metrics) for e in reported]:
         keys_by_task.setdefault(task, set()).update(metrics)
     columns: list[str] = []
     for task in sorted(keys_by_task, key=task_order):
@@ -334,7 +341,7 @@ def groups(frame: pd.DataFrame, runs: list[Run]) -> list[Group]:
     """Ranked groups in table order, each with the resolved protocol settings it shares."""
     if frame.empty:
         return []
-    settings = {run.protocol_hash: run.record["protocol"].get("settings") or {} for run in runs}
+    settings = {run.protocol_hash: run.record.protocol.settings for run in runs}
     ranked = frame[(frame["kind"] == "reproduced") & ~frame["smoke"].astype(bool)]
     out = []
     for (section, protocol_hash, data_key), sub in ranked.groupby(["section", "protocol_hash", "data_key"], sort=False):

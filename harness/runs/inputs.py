@@ -8,10 +8,11 @@ run. A checkpoint that is empty or a text file used to surface as a traceback fr
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.declared import did_you_mean
 from harness.errors import CheckpointError, HarnessError
 from harness.facts import MethodFacts
 from harness.safe_load import file_kind, refusal
@@ -36,25 +37,24 @@ def check_method_settings(method: str, facts: MethodFacts, overrides: dict[str, 
             other = [WEIGHT_FLAGS[k] for k in WEIGHT_FLAGS if k in known]
             hint = f"; it takes {' or '.join(other)}" if other else ""
             raise HarnessError(f"{WEIGHT_FLAGS[key]} {path}: method {method!r} takes no {key} file{hint}")
-    for key in overrides:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
-            hint = f" Did you mean {' or '.join('method.' + c for c in close)}?" if close else ""
-            listed = ", ".join(known) if known else "none"
-            raise HarnessError(f"--set method.{key}: method {method!r} has no setting {key!r}.{hint} "
-                               f"Its settings: {listed}")
+    _refuse_unknown("method", method, known, overrides)
 
 
 def check_task_settings(task: str, known: tuple[str, ...] | None, overrides: dict[str, Any]) -> None:
     """Refuse ``--set task.<key>`` keys the task does not read (``Task.settings``)."""
     if known is None:
         return
+    _refuse_unknown("task", task, known, overrides)
+
+
+def _refuse_unknown(kind: str, name: str, known: Iterable[str], overrides: dict[str, Any]) -> None:
+    """The first ``--set <kind>.<key>`` that ``name`` does not read, as an error naming the flag, the key
+    and the closest known keys (:func:`harness.declared.did_you_mean`)."""
+    names = tuple(known)
     for key in overrides:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
-            hint = f" Did you mean {' or '.join('task.' + c for c in close)}?" if close else ""
-            raise HarnessError(f"--set task.{key}: task {task!r} has no setting {key!r}.{hint} "
-                               f"Its settings: {', '.join(known) if known else 'none'}")
+        if key not in names:
+            raise HarnessError(f"--set {kind}.{key}: {kind} {name!r} has no setting {key!r}."
+                               f"{did_you_mean(key, names, kind + '.')} Its settings: {', '.join(names) or 'none'}")
 
 
 def check_weights_file(path: str | Path, flag: str) -> None:

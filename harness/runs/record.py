@@ -1,6 +1,7 @@
 """Run records: one JSON per (method, task, protocol, checkpoint), the only source tables are built from.
 
-The keys are declared once, in :mod:`harness.runs.schema` (with ``SCHEMA_VERSION``).
+The keys are declared once, in :mod:`harness.runs.schema` (with ``SCHEMA_VERSION``); the runner builds a
+:class:`~harness.runs.schema.RunRecord` and :func:`write_record` writes it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.io import atomic_write_json
 from harness.resources import source_checkout
+from harness.runs.schema import RunRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +121,8 @@ def environment(device: Any, git: tuple[str | None, bool | None] | None = None) 
         "git_commit": commit,
         "git_dirty": dirty,
     }
+
+
+def write_record(path: str | Path, record: RunRecord) -> None:
+    """Write ``record`` as ``record.json`` (sorted keys, atomically): the keys it was given, as given."""
+    atomic_write_json(path, record.as_json())

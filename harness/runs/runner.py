@@ -29,7 +29,7 @@ from harness.device import peak_gpu_mib, peak_rss_mib, pick_device, reset_peak_m
 from harness.engine.propagation import propagate
 from harness.engine.protocol import require_fits, resolve_protocol
 from harness.errors import HarnessError, Terminated
-from harness.io import atomic_write_json, sha256_file
+from harness.io import sha256_file
 from harness.method import Method
 from harness.registry import get_method, get_task
 from harness.resources import results_dir, results_flag
@@ -37,10 +37,19 @@ from harness.runs.digest import fingerprint_inputs, run_out_dir
 from harness.runs.feature_cache import cached_features
 from harness.runs.frames import SequenceReader
 from harness.runs.inputs import check_method_inputs, check_task_settings
-from harness.runs.outdir import RECORD, claim, require_writable_dir
+from harness.runs.outdir import RECORD, OutputFolder, claim, require_writable_dir
 from harness.runs.precision import check_precision
-from harness.runs.record import code_state, environment, git_state, now_iso
-from harness.runs.schema import SCHEMA_VERSION, validate_record
+from harness.runs.record import code_state, environment, git_state, now_iso, write_record
+from harness.runs.schema import (
+    SCHEMA_VERSION,
+    CheckpointBlock,
+    DataBlock,
+    DatasetIdentity,
+    EnvBlock,
+    ProtocolBlock,
+    RunRecord,
+    TimingBlock,
+)
 from harness.runs.sharding import Shard, run_sharded
 from harness.runs.state import load_state, save_state
 from harness.runs.timing import StageTimer, WarmUp, record_timing
@@ -111,11 +120,14 @@ class Runner:
     def run(self) -> Path:
         """Claim the output folder (refused before any compute if it is not this run's), then evaluate."""
         if self.shard.sharded:
-            return run_sharded(self)
-        with claim(self.out_dir, self.inputs.identity, force=self.config.force, flag=self.out_flag) as self.folder:
-            return self._run_in_folder()
+            return run_sharded(self.shard, self.out_dir, self.inputs.identity, self.config.force, self.out_flag,
+                               self._run_in)
+        with claim(self.out_dir, self.inputs.identity, force=self.config.force, flag=self.out_flag) as folder:
+            return self._run_in(folder)
 
-    def _run_in_folder(self) -> Path:
+    def _run_in(self, folder: OutputFolder) -> Path:
+        """Evaluate into ``folder`` (claimed by this process, or joined as one rank of a sharded run)."""
+        self.folder = folder
         started = now_iso()
         torch.manual_seed(self.config.seed)
         self.model_load_s: float | None = None
@@ -152,13 +164,11 @@ class Runner:
         method = self.method if self.method is not None else self.method_entry.factory(
             {**self.config.method_config(), "device": "cpu"})
         record = self._record(method, summary, timings, aggregate_s, started, visuals)
-        record["run_digest"], record["data"]["fingerprint"] = self.inputs.identity.digest, self.inputs.data
         path = self.out_dir / RECORD
         self.folder.add([RECORD])  # the manifest lists the record before it exists: the record comes last
-        validate_record(record)  # a record the leaderboard would refuse is a runner bug: never write one
-        atomic_write_json(path, record)
+        write_record(path, record)
         self.folder.add_written(RECORD)
-        self._report(summary["metrics"])
+        self._report(record.metrics)
         return path.resolve()
 
     def _sequence_state(self, name: str, bar: tqdm) -> tuple[dict[str, Any], bool]:
@@ -219,7 +229,8 @@ class Runner:
         return state
 
     def _record(self, method: Method, summary: dict[str, Any], timings: dict[str, dict[str, float]],
-                aggregate_s: float, started: str, visuals: list[str]) -> dict[str, Any]:
+                aggregate_s: float, started: str, visuals: list[str]) -> RunRecord:
+        """The run record, validated as it is built (one the leaderboard would refuse is a runner bug)."""
         info = method.describe()
         checkpoint = info.pop("checkpoint", None)
         timing = {
@@ -232,31 +243,32 @@ class Runner:
             timing["feature_cache"] = {"hits": sum(cached), "misses": len(cached) - sum(cached)}
         if isinstance(checkpoint, (str, Path)):
             checkpoint = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "method": self.config.method,
-            "method_info": {**info, "stride": method.stride, "dim": method.dim},
-            "task": self.task.name,
-            "protocol": self.protocol.record(),
-            "checkpoint": checkpoint,
-            "config": self.resolved,
-            "env": environment(self.device, code_state(self.git_at_start, git_state())),
-            "seed": self.config.seed,
-            "data": {"root": str(self.data_root), "sample": self.is_sample, "sequences": self.sequences,
-                     "limit": self.config.limit},
-            "started": started,
-            "finished": now_iso(),
-            "timing": timing,
-            **summary,
-        }
+        data = {"root": str(self.data_root), "sample": self.is_sample, "sequences": self.sequences,
+                "limit": self.config.limit}
         # What the data is (from sequence names and object counts), and whether it is a smoke run.
-        record["data"]["dataset"], record["smoke"] = describe_run_data(
-            self.task.name, record["data"], summary.get("per_sequence"), summary.get("per_object"))
-        if visuals:
-            record["visualizations"] = visuals
-        return record
+        dataset, smoke = describe_run_data(self.task.name, data, summary.get("per_sequence"), summary.get("per_object"))
+        extra = {"visualizations": visuals} if visuals else {}
+        return RunRecord(
+            schema_version=SCHEMA_VERSION,
+            method=self.config.method,
+            method_info={**info, "stride": method.stride, "dim": method.dim},
+            task=self.task.name,
+            protocol=ProtocolBlock(**self.protocol.record()),
+            checkpoint=None if checkpoint is None else CheckpointBlock(**checkpoint),
+            config=self.resolved,
+            env=EnvBlock(**environment(self.device, code_state(self.git_at_start, git_state()))),
+            seed=self.config.seed,
+            data=DataBlock(**data, dataset=DatasetIdentity(**dataset), fingerprint=self.inputs.data),
+            started=started,
+            finished=now_iso(),
+            timing=TimingBlock(**timing),
+            **summary,
+            smoke=smoke,
+            run_digest=self.inputs.identity.digest,
+            **extra,
+        )
 
-    def _report(self, metrics: dict[str, float]) -> None:
+    def _report(self, metrics: dict[str, float | None]) -> None:
         shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if v is not None)
         log(f"{self.config.method} on {self.task.name} ({len(self.sequences)} sequences, protocol "
             f"{self.protocol.name}-{self.protocol.hash}): {shown}")

@@ -10,6 +10,12 @@ Version 2 (2026-11-27 issues) adds: ``run_digest``, ``data.fingerprint`` and ``d
 ``load_avg``, per-stage ``timing`` (``read``, ``features``, ``propagation``, ``labels``, ``write``,
 ``score`` in ms/frame, ``wall_s``, ``model_load_s``) and ``smoke``. Version 1 records stay valid:
 every version-2 key is optional, and version 1's timing keys stay readable.
+
+The runner builds a :class:`RunRecord` and writes :meth:`RunRecord.as_json`; the leaderboard reads
+its typed fields (``record.data.sequences``, ``record.protocol.hash``). Numbers, counts and flags are
+checked against their declared type but kept *as written* (an ``int`` in a float field stays an
+``int``, numpy scalars become the Python numbers JSON would write), so a record read and dumped again
+gives the same JSON, and a record built by the runner the same JSON its dict did.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
     field_validator,
 )
 
@@ -33,6 +41,23 @@ SUPPORTED_VERSIONS = (1, 2)
 
 #: the per-frame stages of a run, in the order they happen (ms/frame in ``timing.stages``)
 STAGES = ("read", "features", "propagation", "labels", "write", "score")
+
+
+def _as_written(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Check ``value`` against the declared type (and bounds), but keep it as written: pydantic would turn
+    an ``int`` into a ``float`` (``3`` → ``3.0``) and change the record's JSON. A numpy scalar becomes the
+    Python number :func:`harness.io.atomic_write_json` would write for it."""
+    handler(value)
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
+
+
+_Kept = WrapValidator(_as_written)
+#: a JSON number (declared float), kept as written
+Number = Annotated[float, _Kept]
+#: a JSON integer, kept as written
+Whole = Annotated[int, _Kept]
+#: true/false, kept as written
+Flag = Annotated[bool, _Kept]
 
 
 class _Block(BaseModel):
@@ -61,13 +86,13 @@ class EnvBlock(_Block):
     device: str
     device_name: str | None = None
     cuda: str | None = None
-    threads: int | None = None
+    threads: Whole | None = None
     git_commit: str | None = None
-    git_dirty: bool | None = None
+    git_dirty: Flag | None = None
     # version 2
     package_version: str | None = None
     cpu_model: str | None = None
-    load_avg: list[float] | None = None
+    load_avg: list[Number] | None = None
 
 
 class DatasetIdentity(_Block):
@@ -75,43 +100,43 @@ class DatasetIdentity(_Block):
 
     name: str
     split: str | None = None
-    sequences: int
-    of_split: int | None = None
+    sequences: Whole
+    of_split: Whole | None = None
     label: str
 
 
 class DataBlock(_Block):
     root: str
-    sample: bool = False
+    sample: Flag = False
     sequences: list[str]
-    limit: int | None = None
+    limit: Whole | None = None
     # version 2
     fingerprint: str | None = None
     dataset: DatasetIdentity | None = None
 
 
 class TimingBlock(_Block):
-    frames: int | None = Field(default=None, ge=0)  # absent in hand-made or partial records
-    peak_rss_mib: float | None = None
-    peak_gpu_mib: float | None = None
+    frames: Annotated[int, Field(ge=0), _Kept] | None = None  # absent in hand-made or partial records
+    peak_rss_mib: Number | None = None
+    peak_gpu_mib: Number | None = None
     # version 1 (kept readable)
-    features_ms_per_frame: float | None = None
-    propagation_ms_per_frame: float | None = None
-    adapt_s_per_video: float | None = None
-    scoring_s: float | None = None
-    total_s: float | None = None
+    features_ms_per_frame: Number | None = None
+    propagation_ms_per_frame: Number | None = None
+    adapt_s_per_video: Number | None = None
+    scoring_s: Number | None = None
+    total_s: Number | None = None
     # version 2
-    stages: dict[str, float] | None = None
-    wall_s: float | None = None
-    model_load_s: float | None = None
+    stages: dict[str, Number] | None = None
+    wall_s: Number | None = None
+    model_load_s: Number | None = None
     #: what the compute still waited for the reading thread (reading runs one sequence ahead)
-    read_wait_ms_per_frame: float | None = Field(default=None, ge=0)
+    read_wait_ms_per_frame: Annotated[float, Field(ge=0), _Kept] | None = None
     #: with ``--feature-cache``: sequences whose features were read from the cache (hits) or computed
-    feature_cache: dict[Literal["hits", "misses"], int] | None = None
+    feature_cache: dict[Literal["hits", "misses"], Whole] | None = None
 
     @field_validator("stages")
     @classmethod
-    def _known_stages(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+    def _known_stages(cls, value: dict[str, Number] | None) -> dict[str, Number] | None:
         unknown = sorted(set(value or {}) - set(STAGES))
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
@@ -128,7 +153,8 @@ def _fraction(value: float) -> float:
 
 
 #: a metric value: a finite fraction; JSON Schema readers get the same bounds
-Fraction = Annotated[float, AfterValidator(_fraction), WithJsonSchema({"type": "number", "minimum": -1, "maximum": 1})]
+Fraction = Annotated[float, AfterValidator(_fraction), _Kept,
+                     WithJsonSchema({"type": "number", "minimum": -1, "maximum": 1})]
 
 
 class RunRecord(_Block):
@@ -143,7 +169,7 @@ class RunRecord(_Block):
     checkpoint: CheckpointBlock | None = None
     config: dict[str, Any] | None = None
     env: EnvBlock | None = None
-    seed: int | None = None
+    seed: Whole | None = None
     data: DataBlock | None = None
     started: str | None = None
     finished: str | None = None
@@ -152,8 +178,12 @@ class RunRecord(_Block):
     per_object: dict[str, dict[str, Any]] | None = None
     # version 2
     run_digest: str | None = None
-    smoke: bool | None = None
+    smoke: Flag | None = None
     visualizations: list[str] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as ``record.json`` holds it: the keys that were given, with their values as given."""
+        return self.model_dump(exclude_unset=True, warnings=False)  # values kept as written (see _as_written)
 
 
 class RecordInvalid(ValueError):
@@ -161,7 +191,8 @@ class RecordInvalid(ValueError):
 
 
 def validate_record(record: Any) -> RunRecord:
-    """Check a record (a dict) against the schema; raises :class:`RecordInvalid` naming each bad key."""
+    """Check a record (a dict) against the schema and return it typed; raises :class:`RecordInvalid`
+    naming each bad key."""
     if not isinstance(record, dict):
         raise RecordInvalid(f"top level is {type(record).__name__}, not an object")
     try:

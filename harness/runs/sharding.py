@@ -16,19 +16,17 @@ torchrun stops the others.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from harness.errors import HarnessError
-from harness.runs.outdir import RECORD, claim, join
-
-if TYPE_CHECKING:
-    from harness.runs.runner import Runner
+from harness.runs.outdir import RECORD, OutputFolder, RunIdentity, claim, join
 
 #: how long ranks wait for each other at a barrier or gather (the slowest rank's whole share)
 TIMEOUT = timedelta(hours=6)
@@ -138,14 +136,16 @@ def _say(shard: Shard, message: str | None) -> str | None:
     return box[0]
 
 
-def run_sharded(runner: Runner) -> Path:
-    """:meth:`Runner.run` for one rank of a torchrun job: rank 0 claims the folder, all compute, rank 0 records."""
-    shard = runner.shard
+def run_sharded(shard: Shard, out_dir: Path, identity: RunIdentity, force: bool, flag: str,
+                work: Callable[[OutputFolder], object]) -> Path:
+    """One rank of a torchrun job: rank 0 claims ``out_dir`` for the run ``identity`` (``force`` and ``flag``
+    as :func:`harness.runs.outdir.claim` takes them), every rank calls ``work(folder)`` in it (the runner's
+    evaluation, which gathers on rank 0 and writes the record there), and the record's path is returned."""
     _start(shard)
     try:
         if shard.is_main:
             try:
-                folder = claim(runner.out_dir, runner.inputs.identity, force=runner.config.force, flag=runner.out_flag)
+                folder = claim(out_dir, identity, force=force, flag=flag)
             except HarnessError as err:
                 _say(shard, str(err))
                 raise
@@ -154,11 +154,10 @@ def run_sharded(runner: Runner) -> Path:
             problem = _say(shard, None)
             if problem is not None:
                 raise HarnessError(f"rank 0 could not claim the output folder: {problem}")
-            folder = join(runner.out_dir, runner.inputs.identity)
+            folder = join(out_dir, identity)
         with folder:
-            runner.folder = folder
-            runner._run_in_folder()
+            work(folder)
         dist.barrier()  # the record is written when every rank gets past this
     finally:
         dist.destroy_process_group()
-    return (runner.out_dir / RECORD).resolve()
+    return (out_dir / RECORD).resolve()

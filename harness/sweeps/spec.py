@@ -1,9 +1,11 @@
 """A sweep specification: one YAML file that says which methods × checkpoints × knobs to run on which task.
 
-A spec is read, merged with a named scale (``--scale demo``) and validated in one place, so that a
-typo in a key is an error naming it rather than a sweep that silently ignores it. Presets ship as
-package data in ``harness/sweeps/presets/`` and in the preset folders trainers register (their
-training sweeps), and are named without their ``.yaml``.
+A spec is read, merged with a named scale (``--scale demo``) and validated in one place: its shape is
+declared as pydantic models (:class:`SweepFile` and its sections) read through
+:func:`harness.declared.read_model`, so a typo in a key is an error naming the spec, the key and the
+closest known keys rather than a sweep that silently ignores it. Presets ship as package data in
+``harness/sweeps/presets/`` and in the preset folders trainers register (their training sweeps), and
+are named without their ``.yaml``.
 """
 
 from __future__ import annotations
@@ -13,25 +15,131 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from harness.declared import Declared, read_model
 from harness.errors import HarnessError
 from harness.io import read_yaml
 from harness.runs.record import REPO_ROOT
 
-TOP_KEYS = {"name", "description", "task", "protocol", "data_root", "sequences", "limit", "device", "grid",
-            "set", "train", "resources", "slurm", "local", "cost", "scales", "feature_cache"}
 #: grid axes that are not ``--set`` overrides
 PLAIN_AXES = ("method", "checkpoint", "task")
 #: prefixes of grid keys / ``set`` keys: evaluation overrides and training-recipe overrides
 EVAL_PREFIXES = ("protocol.", "method.", "task.")
 RECIPE_PREFIX = "recipe."
-TRAIN_KEYS = {"method", "recipe", "data", "max_steps", "set", "checkpoint_file"}
-RESOURCE_KEYS = {"gpus", "cpus", "timeout_min", "mem_gb"}
-SLURM_KEYS = {"partition", "array_parallelism", "account", "qos", "constraint", "additional"}
-COST_KEYS = {"source", "train_clips_per_s", "train_clips", "base_clip_len", "features_ms_per_frame",
-             "propagation_ms_per_frame", "frames", "eval_source"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _not_a_flag(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true/false")
+    return value
+
+
+def _null_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+#: a section that may be left out or written as null (then it states nothing)
+Section = BeforeValidator(_null_is_empty)
+#: a count of at least 1 (``2.5`` and ``true`` refused)
+Count = Annotated[int, BeforeValidator(_not_a_flag), Field(ge=1)]
+#: a count that may be 0 (GPUs of a CPU cell)
+Amount = Annotated[int, BeforeValidator(_not_a_flag), Field(ge=0)]
+#: a positive number, kept as written (an int stays an int: messages print it as given)
+Positive = Annotated[int | float, BeforeValidator(_not_a_flag), Field(gt=0, allow_inf_nan=False)]
+#: a throughput figure (0 counts as not stated), kept as written
+Figure = Annotated[int | float, BeforeValidator(_not_a_flag), Field(ge=0, allow_inf_nan=False)]
+
+
+class TrainSection(Declared):
+    """``train``: one training per cell before it is evaluated (``harness train`` arguments)."""
+
+    method: str
+    recipe: str
+    data: str | list[str]
+    max_steps: Count | None = None
+    set: dict[str, Any] | None = None
+    checkpoint_file: str | None = None
+
+
+class ResourceSection(Declared):
+    """``resources.train`` / ``resources.eval``: what one cell of that kind asks for."""
+
+    gpus: Amount | None = None
+    cpus: Count | None = None
+    timeout_min: Positive | None = None
+    mem_gb: Positive | None = None
+
+
+class ResourcesSection(Declared):
+    """``resources``: per kind of cell."""
+
+    train: Annotated[ResourceSection, Section] = ResourceSection()
+    eval: Annotated[ResourceSection, Section] = ResourceSection()
+
+
+class SlurmSection(Declared):
+    """``slurm``: scheduler parameters (flags override them)."""
+
+    partition: str | None = None
+    array_parallelism: Count | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    additional: dict[str, Any] | None = None
+
+
+class LocalSection(Declared):
+    """``local``: the local executor."""
+
+    parallel: Count | None = None
+    timeout_min: Positive | None = None
+
+
+class CostSection(Declared):
+    """``cost``: throughput figures for the estimate (:mod:`harness.sweeps.cost`), with their source."""
+
+    source: str | None = None
+    train_clips_per_s: Figure | None = None
+    train_clips: Figure | None = None
+    base_clip_len: Count | None = None
+    features_ms_per_frame: Figure | None = None
+    propagation_ms_per_frame: Figure | None = None
+    frames: Amount | None = None
+    eval_source: str | None = None
+
+
+class SweepFile(Declared):
+    """A sweep spec file, after its ``scales`` are taken out and ``scales[scale]`` is merged over it.
+    ``grid`` and ``set`` keys are checked further by :func:`load_spec` (their names are prefixes, not
+    fixed keys)."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    name: str
+    task: str
+    grid: Any
+    description: str = ""
+    protocol: str = "crw"
+    data_root: str | None = None
+    sequences: list[str] | str | None = None
+    limit: Annotated[int, Field(strict=True, ge=1)] | None = None
+    device: str = "auto"
+    set: dict[str, Any] | None = None
+    train: TrainSection | None = None
+    resources: Annotated[ResourcesSection, Section] = ResourcesSection()
+    slurm: Annotated[SlurmSection, Section] = SlurmSection()
+    local: Annotated[LocalSection, Section] = LocalSection()
+    cost: Annotated[CostSection, Section] = CostSection()
+    feature_cache: bool = True
+
+
+def _given(section: Declared) -> dict[str, Any]:
+    """A section as the spec gave it (only the keys it wrote, null ones left out), as a plain mapping."""
+    return section.model_dump(exclude_unset=True, exclude_none=True)
 
 
 @dataclass
@@ -101,12 +209,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _unknown(where: str, given: dict[str, Any], allowed: set[str]) -> None:
-    extra = sorted(set(given) - allowed)
-    if extra:
-        raise HarnessError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
-
-
 def _check_grid(label: str, grid: Any, has_train: bool) -> dict[str, list[Any]]:
     if not isinstance(grid, dict) or not grid:
         raise HarnessError(f"{label}: `grid` must be a mapping of axis -> list of values")
@@ -143,39 +245,21 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
         if scale not in scales:
             raise HarnessError(f"{label}: no scale {scale!r} (has: {', '.join(scales) or 'none'})")
         raw = _merge(raw, scales[scale])
-    _unknown(label, raw, TOP_KEYS)
-    for key in ("name", "task", "grid"):
-        if key not in raw:
-            raise HarnessError(f"{label}: missing required key `{key}`")
-    name = str(raw["name"])
-    if not NAME_RE.match(name):
-        raise HarnessError(f"{label}: name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
-    train = raw.get("train")
-    if train is not None:
-        _unknown(f"{label}: train", train, TRAIN_KEYS)
-        for key in ("method", "recipe", "data"):
-            if key not in train:
-                raise HarnessError(f"{label}: train needs `{key}`")
-        data = train["data"] if isinstance(train["data"], list) else [train["data"]]
-        train = {**train, "data": [_relative(d, base_dir) for d in data]}
-    for kind, res in (raw.get("resources") or {}).items():
-        if kind not in ("train", "eval"):
-            raise HarnessError(f"{label}: resources has `train` and `eval`, not {kind!r}")
-        _unknown(f"{label}: resources.{kind}", res, RESOURCE_KEYS)
-    _unknown(f"{label}: slurm", raw.get("slurm") or {}, SLURM_KEYS)
-    _unknown(f"{label}: local", raw.get("local") or {}, {"parallel", "timeout_min"})
-    _unknown(f"{label}: cost", raw.get("cost") or {}, COST_KEYS)
-    sets = raw.get("set") or {}
+    spec = read_model(SweepFile, raw, label)
+    if not NAME_RE.match(spec.name):
+        raise HarnessError(f"{label}: name {spec.name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+    train = None
+    if spec.train is not None:
+        data = spec.train.data if isinstance(spec.train.data, list) else [spec.train.data]
+        train = {**_given(spec.train), "data": [_relative(d, base_dir) for d in data]}
+    sets = spec.set or {}
     for key in sets:
         if not key.startswith(EVAL_PREFIXES) and not key.startswith(RECIPE_PREFIX):
             raise HarnessError(f"{label}: set key {key!r} must start with protocol., method., task. or recipe.")
-    grid = _check_grid(label, raw["grid"], train is not None)
+    grid = _check_grid(label, spec.grid, train is not None)
     if "method" not in grid and train is None:
         raise HarnessError(f"{label}: the grid needs a `method` axis (one or more method names)")
-    limit = raw.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise HarnessError(f"{label}: limit must be a positive integer, got {limit!r}")
-    sequences = raw.get("sequences")
+    sequences = spec.sequences
     if isinstance(sequences, str):
         sequences = [s.strip() for s in sequences.split(",") if s.strip()]
     if "checkpoint" in grid and grid["checkpoint"] and isinstance(grid["checkpoint"][0], dict):
@@ -183,12 +267,10 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
     elif "checkpoint" in grid:
         grid["checkpoint"] = [None if c is None else _relative(c, base_dir) for c in grid["checkpoint"]]
     return SweepSpec(
-        name=name, task=str(raw["task"]), grid=grid, source=label, description=str(raw.get("description", "")).strip(),
-        protocol=str(raw.get("protocol", "crw")), data_root=_relative(raw.get("data_root"), base_dir),
-        sequences=sequences, limit=limit, device=str(raw.get("device", "auto")), set=dict(sets), train=train,
-        resources=dict(raw.get("resources") or {}), slurm=dict(raw.get("slurm") or {}),
-        local=dict(raw.get("local") or {}), cost=dict(raw.get("cost") or {}),
-        feature_cache=bool(raw.get("feature_cache", True)), scale=scale,
+        name=spec.name, task=spec.task, grid=grid, source=label, description=spec.description.strip(),
+        protocol=spec.protocol, data_root=_relative(spec.data_root, base_dir), sequences=sequences, limit=spec.limit,
+        device=spec.device, set=dict(sets), train=train, resources=_given(spec.resources), slurm=_given(spec.slurm),
+        local=_given(spec.local), cost=_given(spec.cost), feature_cache=spec.feature_cache, scale=scale,
     )
 
 

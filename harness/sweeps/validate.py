@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from dataclasses import fields
 from typing import Any
 
 from harness.errors import HarnessError
@@ -39,7 +38,7 @@ def _values(spec: SweepSpec, prefix: str) -> dict[str, list[Any]]:
 
 def check_settings(spec: SweepSpec) -> None:
     """Refuse settings of ``spec`` that ``harness run`` or ``harness train`` would refuse in every cell."""
-    from harness.engine.protocol import Protocol, resolve_protocol
+    from harness.engine.protocol import KNOBS, resolve_protocol
     from harness.registry import get_method, get_task
     from harness.runs.inputs import check_method_settings, check_task_settings
 
@@ -53,7 +52,7 @@ def check_settings(spec: SweepSpec) -> None:
                 check_method_settings(name, facts, {key.split(".", 1)[1]: None}, {})
             except HarnessError:
                 raise _unknown(spec, key, list(facts.settings or ()), f"method {name!r}") from None
-    fields_known = {f.name for f in fields(Protocol)} - {"name", "task_options"}
+    fields_known = set(KNOBS)
     for entry in tasks:
         for key in task:
             try:
