@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -38,19 +38,23 @@ def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
     return f" Did you mean: {', '.join(prefix + c for c in close)}?" if close else ""
 
 
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds: ``M``, or the one model inside ``M | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
 def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
     """Field names of the (sub)model that ``path`` leads into, for suggestions; [] if unknown."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in path:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
+        field = current.model_fields.get(str(part)) if current is not None else None
         if field is None:
             return []
-        current = field.annotation
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+        current = _submodel(field.annotation)
+    return list(current.model_fields) if current is not None else []
 
 
 def describe(err: ValidationError, model: type[BaseModel], source: str, prefix: str = "") -> str:

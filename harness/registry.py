@@ -20,7 +20,6 @@ A trainable method registers its trainer beside itself with :func:`register_trai
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import pkgutil
@@ -33,6 +32,7 @@ from typing import Any
 
 from natsort import natsorted
 
+from harness.declared import did_you_mean
 from harness.errors import HarnessError
 from harness.facts import MethodFacts
 
@@ -166,8 +166,7 @@ class _Registry:
             if name.startswith(prefix) and len(name) > len(prefix):
                 return family(name)
         known = list(self.entries) + list(self.aliases) + [p + "<name>" for p in self.families]
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, known)
         raise HarnessError(
             f"unknown {self.kind} {name!r}.{hint} Run `harness list` to see the registered {self.kind}s."
         )

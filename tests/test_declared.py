@@ -16,6 +16,7 @@ class Optim(Declared):
 class Recipe(Declared):
     name: str
     optim: Optim
+    extra: Optim | None = None
 
 
 def test_did_you_mean_names_close_keys_with_prefix() -> None:
@@ -41,3 +42,9 @@ def test_lax_numbers_and_non_mappings() -> None:
     assert read_model(Recipe, {"name": "x", "optim": {"lr": "3e-4"}}, "r").optim.lr == pytest.approx(3e-4)
     with pytest.raises(HarnessError, match="expected a mapping"):
         read_model(Recipe, [1, 2], "r")
+
+
+def test_optional_sections_get_suggestions_too() -> None:
+    with pytest.raises(HarnessError) as err:
+        read_model(Recipe, {"name": "x", "optim": {"lr": 1}, "extra": {"lrr": 2}}, "r")
+    assert "unknown key 'extra.lrr'. Did you mean: extra.lr?" in str(err.value)

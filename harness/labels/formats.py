@@ -17,7 +17,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -25,8 +25,17 @@ from harness.declared import did_you_mean
 from harness.errors import DataError, HarnessError
 
 if TYPE_CHECKING:
-    from harness.data.cards import CheckSpec
     from harness.data.images import Labels
+
+
+class CheckSpec(Protocol):
+    """What a label reader needs from a dataset card's ``check:`` block (:class:`harness.data.cards.CheckSpec`
+    has these and more); declared here so that formats do not import the cards that name them."""
+
+    num_classes: int | None
+    ignore_ids: tuple[int, ...]
+    mat_keys: tuple[str, ...]
+    points_key: str | None
 
 BOM = "\ufeff"
 

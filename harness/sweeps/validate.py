@@ -8,10 +8,10 @@ use (with the closest known keys) and a value no cell could run with. Nothing he
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from typing import Any
 
+from harness.declared import did_you_mean
 from harness.errors import HarnessError
 from harness.sweeps.spec import RECIPE_PREFIX, SweepSpec
 
@@ -23,8 +23,7 @@ def _where(spec: SweepSpec, key: str) -> str:
 def _unknown(spec: SweepSpec, key: str, known: list[str], what: str) -> HarnessError:
     prefix = key.split(".", 1)[0] + "."
     name = key.split(".", 1)[1]
-    close = difflib.get_close_matches(name, known, n=2, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
+    hint = did_you_mean(name, known, prefix)
     return HarnessError(f"{_where(spec, key)}: {what} has no setting {name!r}.{hint} "
                         f"Its settings: {', '.join(sorted(known)) or 'none'}")
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import io
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from harness.data.rules import DamagedJpeg, check_jpeg, decode_colour_jpeg
+from harness.declared import did_you_mean
 from harness.errors import DataError
 
 #: the first bytes of every JPEG file (SOI marker and the first marker's 0xFF)
@@ -61,9 +61,8 @@ def select_sequences(names: list[str], wanted: list[str] | None, limit: int | No
     if wanted:
         unknown = [w for w in wanted if w not in names]
         if unknown:
-            hints = [f"{u!r} (did you mean {', '.join(difflib.get_close_matches(u, names, 2))}?)"
-                     if difflib.get_close_matches(u, names, 2) else repr(u) for u in unknown]
-            raise DataError(f"sequences not in {source}: {', '.join(hints)}")
+            hints = [f"{u!r}{did_you_mean(u, names)}" for u in unknown]
+            raise DataError(f"sequences not in {source}: {'; '.join(hints)}")
         names = list(wanted)
     if limit is not None:
         print(f"warning: --limit {limit}: evaluating only the first {limit} of {len(names)} sequences; "

@@ -14,7 +14,6 @@ Choices that move the numbers, made explicit because published baselines differ 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import os
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.declared import did_you_mean
 from harness.errors import CheckpointError, HarnessError, MethodError
 from harness.io import sha256_file
 from harness.method import Method, count_parameters
@@ -61,8 +61,7 @@ def parse_name(name: str) -> tuple[str, bool]:
     model_name = name[: -len(CRW_SUFFIX)] if crw else name
     arch, _tag = timm.models.split_model_name_tag(model_name)
     if not timm.is_model(arch):
-        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(arch, timm.list_models())
         raise HarnessError(f"timm has no model {arch!r}.{hint} `python -c \"import timm; print(timm.list_models())\"` lists them.")
     return model_name, crw
 
