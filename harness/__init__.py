@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["propagate", "Protocol", "resolve_protocol", "register_method", "register_trainer", "register_task",
-           "MethodFacts", "__version__"]
+__all__ = ["propagate", "Protocol", "resolve_protocol", "register_protocol", "register_method", "register_trainer",
+           "register_task", "MethodFacts", "__version__"]
 
 _LAZY = {
     "propagate": "harness.engine.propagation",
     "Protocol": "harness.engine.protocol",
     "resolve_protocol": "harness.engine.protocol",
+    "register_protocol": "harness.engine.protocol",
     "register_method": "harness.registry",
     "register_trainer": "harness.registry",
     "register_task": "harness.registry",

@@ -190,10 +190,10 @@ def _sweep_spec(path: Path, grid: dict, **extra) -> Path:
 
 
 @pytest.mark.parametrize("grid, extra, expected", [
-    ({"method": ["pixels"], "protocol.topkk": [5, 10]}, {}, "grid axis 'protocol.topkk'.*Did you mean protocol.topk\\?"),
-    ({"method": ["pixels"], "protocol.topk": [5]}, {"set": {"protocol.radiuss": 8}}, "set key 'protocol.radiuss'.*Did you mean protocol.radius\\?"),
-    ({"method": ["pixels"], "task.splt": ["val"]}, {}, "grid axis 'task.splt'.*Did you mean task.split\\?"),
-    ({"method": ["random-resnet18"], "method.sed": [0, 1]}, {}, "grid axis 'method.sed'.*Did you mean method.seed\\?"),
+    ({"method": ["pixels"], "protocol.topkk": [5, 10]}, {}, "grid axis 'protocol.topkk'.*Did you mean: protocol.topk\\?"),
+    ({"method": ["pixels"], "protocol.topk": [5]}, {"set": {"protocol.radiuss": 8}}, "set key 'protocol.radiuss'.*Did you mean: protocol.radius\\?"),
+    ({"method": ["pixels"], "task.splt": ["val"]}, {}, "grid axis 'task.splt'.*Did you mean: task.split\\?"),
+    ({"method": ["random-resnet18"], "method.sed": [0, 1]}, {}, "grid axis 'method.sed'.*Did you mean: method.seed\\?"),
     ({"method": ["pixels"], "protocol.topk": [5, 0]}, {}, "protocol.topk must be >= 1"),
     ({"method": ["pixels"], "protocol.jhmdb_visibility": ["pred", "bogus"]}, {"task": "jhmdb"},
      "protocol.jhmdb_visibility must be one of pred, gt, got 'bogus'"),

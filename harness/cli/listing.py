@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.engine.protocol import protocol_families, resolve_protocol
+    from harness.engine.protocol import protocol_families, protocol_summary, resolve_protocol
     from harness.registry import get_method, get_task, list_methods, list_tasks, method_families
 
     if args.what in ("methods", "all"):
@@ -37,5 +37,6 @@ def main(args: argparse.Namespace) -> int:
         for name in protocol_families():
             p = resolve_protocol(name)
             print(f"  {name:<24} hash {p.hash:<17} context {p.context}, top-{p.topk}, tau {p.temperature}, "
-                  f"{p.window} r={p.radius:g}{', first frame restricted' if p.restrict_first else ''}")
+                  f"{p.window} r={p.radius:g}{', first frame restricted' if p.restrict_first else ''}"
+                  + (f" — {protocol_summary(name)}" if protocol_summary(name) else ""))
     return 0

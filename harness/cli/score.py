@@ -65,18 +65,11 @@ def main(args: argparse.Namespace) -> int:
                                                task.protocol_defaults(args.protocol))
     names = task.sequences()
     _note_unscored_folders(args.predictions, names)
-    davis = entry.name in ("davis", "davis2016")
-    if args.official_frames and not davis:
-        raise HarnessError("--official-frames exists for the DAVIS tasks only (the others score every frame)")
+    if (args.official_frames or args.scorer == "official") and not task.official_scorer:
+        flag = "--scorer official" if args.scorer == "official" else "--official-frames"
+        raise HarnessError(f"{flag}: task {entry.name!r} has no official evaluator to follow (it scores every frame)")
     if args.scorer == "official":
-        if not davis:
-            raise HarnessError("--scorer official exists for the DAVIS tasks only")
-        from harness.metrics.davis import require_matching_predictions
-        from harness.metrics.davis_official import official_scores
-
-        require_matching_predictions(task.annotations_dir, args.predictions, names,
-                                     official_frames=args.official_frames)
-        result = official_scores(root, args.predictions, names)
+        result = task.score_official(args.predictions, names, official_frames=args.official_frames)
     elif args.official_frames:
         result = task.score_predictions(args.predictions, names, official_frames=True)
     else:

@@ -4,7 +4,7 @@ Every knob that moves the numbers lives in one frozen :class:`Protocol` (a decla
 its short hash is written into every run record, and results are compared only when hashes match.
 ``crw`` and ``dino`` are *families*: each task resolves them to its published settings (``crw`` on
 DAVIS keeps 20 previous frames, on JHMDB 7, on VIP 4), and the resolved settings are what gets hashed.
-``--set protocol.<key>=value`` overrides are read through :func:`harness.declared.read_model` as
+Method packages add the families their papers used with :func:`register_protocol`. ``--set protocol.<key>=value`` overrides are read through :func:`harness.declared.read_model` as
 :data:`ProtocolSettings` (whole numbers, finite numbers, true/false), so a typo names the key and the
 closest known ones.
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
@@ -130,25 +132,45 @@ ProtocolSettings: type[Declared] = create_model(  # type: ignore[call-overload]
 )
 
 
-_FAMILIES: dict[str, Protocol] = {
-    "crw": Protocol(name="crw"),
-    "dino": Protocol(
-        name="dino",
-        context=7,
-        topk=5,
-        temperature=0.1,
-        radius=12,
-        window="square",
-        restrict_first=True,
-        pad_with_first=False,
-    ),
-}
+@dataclass(frozen=True)
+class ProtocolFamily:
+    """A named preset: its base settings, and the published settings of particular tasks under it
+    (facts of the family, e.g. CRW's context of 7 frames on JHMDB; a task not listed uses the base)."""
 
-# Published per-task settings of each family (docs/protocol.md §4.6); tasks not listed use the base.
-_TASK_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("crw", "jhmdb"): {"context": 7},
-    ("crw", "vip"): {"context": 4},
-}
+    base: Protocol
+    per_task: Mapping[str, Mapping[str, Any]]
+    summary: str
+
+
+_FAMILIES: dict[str, ProtocolFamily] = {}
+
+
+def register_protocol(base: Protocol, *, per_task: Mapping[str, Mapping[str, Any]] | None = None,
+                      summary: str = "") -> Protocol:
+    """Add a named protocol family (``--protocol NAME``). A method package may register the test settings
+    its paper used, so that its numbers are reproduced under its own protocol and hash and compared with
+    others under a shared one; the per-task settings are read like ``--set protocol.*`` values."""
+    if base.name in _FAMILIES:
+        raise ValueError(f"protocol {base.name!r} is registered twice")
+    _FAMILIES[base.name] = ProtocolFamily(base, {k: dict(v) for k, v in (per_task or {}).items()}, summary)
+    return base
+
+
+register_protocol(Protocol(name="crw"), per_task={"jhmdb": {"context": 7}, "vip": {"context": 4}},
+                  summary="CRW's published settings (docs/protocol.md §4.6)")
+register_protocol(
+    Protocol(name="dino", context=7, topk=5, temperature=0.1, radius=12, window="square", restrict_first=True,
+             pad_with_first=False),
+    summary="DINO's label propagation (docs/protocol.md §4.7)",
+)
+
+
+def _families() -> dict[str, ProtocolFamily]:
+    """Every family: the built-in ones and those the method packages register when they are loaded."""
+    from harness.registry import list_methods
+
+    list_methods()  # importing the method packages runs their register_protocol calls
+    return _FAMILIES
 
 
 def require_fits(protocol: Protocol, frames: int, width: int, height: int) -> None:
@@ -171,7 +193,11 @@ def require_fits(protocol: Protocol, frames: int, width: int, height: int) -> No
 
 
 def protocol_families() -> list[str]:
-    return sorted(_FAMILIES)
+    return sorted(_families())
+
+
+def protocol_summary(name: str) -> str:
+    return _families()[name].summary
 
 
 def resolve_protocol(
@@ -189,15 +215,16 @@ def resolve_protocol(
     """
     if isinstance(family, Protocol):
         base = family
-    elif family in _FAMILIES:
-        base = _FAMILIES[family]
+    elif family in _families():
+        base = _FAMILIES[family].base
     else:
         raise HarnessError(f"unknown protocol {family!r}; known: {', '.join(protocol_families())}")
     options = dict(base.task_options)
     options.update(task_defaults or {})
     declared = create_model(  # the knobs, and this task's options (any value) beside them
         "ProtocolSettings", __base__=ProtocolSettings, **{key: (Any, None) for key in options if key not in KNOBS})
-    given = {**_TASK_SETTINGS.get((base.name, task or ""), {}), **(overrides or {})}
+    published = _FAMILIES[base.name].per_task.get(task or "", {}) if base.name in _FAMILIES else {}
+    given = {**published, **(overrides or {})}
     values = read_model(declared, given, f"protocol {base.name!r} settings", prefix="protocol.")
     changes = values.model_dump(exclude_unset=True)
     options.update({k: changes.pop(k) for k in list(changes) if k not in KNOBS})

@@ -57,7 +57,7 @@ def _references(board: Leaderboard, section: str, task: str, rows: pd.DataFrame)
         return []
     spec, reported, out = board.specs[task], board.reported(section), []
     for family in sorted(set(rows["protocol"])):
-        best = best_published(reported, spec.primary, family)
+        best = best_published(reported, spec.primary, family, spec.higher_is_better(spec.primary))
         if best is not None:
             out.append((f"{best['method']} {best[spec.primary]:.1f} (group {best['protocol_group']})", float(best[spec.primary])))
     return out

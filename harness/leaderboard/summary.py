@@ -93,14 +93,15 @@ class Summary:
     versus_published: str
 
 
-def best_published(reported: pd.DataFrame, primary: str, family: str | None) -> pd.Series | None:
-    """The highest published ``primary`` among entries whose protocol group has ``family``."""
+def best_published(reported: pd.DataFrame, primary: str, family: str | None, higher_is_better: bool = True) -> pd.Series | None:
+    """The best published ``primary`` (the highest, or the lowest where smaller is better) among entries whose
+    protocol group has ``family``."""
     if reported.empty or family is None:
         return None
     frame = reported[(reported["protocol"] == family) & reported[primary].notna()] if primary in reported else reported.iloc[0:0]
     if frame.empty:
         return None
-    return frame.sort_values(primary, ascending=False, kind="mergesort").iloc[0]
+    return frame.sort_values(primary, ascending=not higher_is_better, kind="mergesort").iloc[0]
 
 
 def _family_group(reported: pd.DataFrame, family: str) -> str:
@@ -128,7 +129,7 @@ def section_summary(
         best_text, score, sequences, lead, versus = why, "–", "–", "–", "–"
         best = None
     else:
-        best = ranked.sort_values("primary_value", ascending=False, kind="mergesort").iloc[0]
+        best = ranked.sort_values("rank_value", ascending=False, kind="mergesort").iloc[0]
         family = str(best["protocol"])
         label = run_name(best)
         best_text = f"{label} ({best['protocol']} · {best['protocol_hash']})"
@@ -139,12 +140,12 @@ def section_summary(
         if peers.empty:
             lead = "only ranked run on these sequences under this protocol"
         else:
-            second = peers.sort_values("primary_value", ascending=False, kind="mergesort").iloc[0]
-            gap = run_gap(sequence_values(per_sequence.get(best["record"]), primary),
-                          sequence_values(per_sequence.get(second["record"]), primary))
+            second = peers.sort_values("rank_value", ascending=False, kind="mergesort").iloc[0]
+            leader, runner_up = (sequence_values(per_sequence.get(r["record"]), primary) for r in (best, second))
+            gap = run_gap(leader, runner_up) if best["higher_is_better"] else run_gap(runner_up, leader)
             name = run_name(second)
             lead = f"{gap.text()} ahead of {name}" if gap else f"ahead of {name} (no shared per-sequence scores)"
-    published_row = best_published(reported, primary, family)
+    published_row = best_published(reported, primary, family, bool(best["higher_is_better"]) if best is not None else True)
     group = _family_group(reported, family)
     if published_row is None:
         published = (f"none published for this split in protocol group {group}" if not reported.empty

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from harness.data.identify import describe_run_data, home_split, smoke_reasons, task_of
+from harness.leaderboard.cells import is_missing
 from harness.leaderboard.collect import Run
 from harness.leaderboard.reported import ReportedEntry
 from harness.leaderboard.runtime import ms_per_frame, older_code, runtime_class, stage_text
@@ -219,6 +220,7 @@ def reproduced_row(run: Run, reported: list[ReportedEntry], out_dir: Path) -> di
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha,
         "primary_metric": spec.primary,
+        "higher_is_better": spec.higher_is_better(spec.primary),
         "delta_vs_reported": delta_text,
         "delta_pts": delta,
         "features_ms_per_frame": timing.features_ms_per_frame if timing is not None else None,
@@ -267,6 +269,7 @@ def reported_row(entry: ReportedEntry) -> dict[str, Any]:
         "backbone": entry.backbone or "",
         "pretraining": entry.pretraining or "",
         "primary_metric": spec.primary,
+        "higher_is_better": spec.higher_is_better(spec.primary),
         "source": entry.source + (f" ({entry.note})" if entry.note else ""),
         "confirmed": entry.confirmed,
         "unconfirmed": tuple(m for m in entry.metrics if not entry.is_confirmed(m)),
@@ -307,19 +310,22 @@ def build_frame(runs: list[Run], reported: list[ReportedEntry], out_dir: Path) -
     if frame.empty:
         return frame
     frame["primary_value"] = [row.get(row["primary_metric"]) for row in rows]
+    # what ranks: the primary metric, negated where the task declares smaller values better
+    frame["rank_value"] = [None if is_missing(v := row.get(row["primary_metric"])) else v if row["higher_is_better"] else -v
+                           for row in rows]
     keys = sorted({(r["section"], r["home_task"]) for r in rows}, key=lambda k: section_order(*k))
     frame["section_order"] = frame["section"].map({section: i for i, (section, _) in enumerate(keys)})
     frame = frame.sort_values(
         [
             "section_order", "kind", "smoke", "protocol_group", "protocol", "protocol_hash", "data_key",
-            "primary_value", "method", "record", "reported_id",
+            "rank_value", "method", "record", "reported_id",
         ],
         ascending=[True, False, True, True, True, True, True, False, True, True, True],
         na_position="last",
         kind="mergesort",
     ).reset_index(drop=True)
     ranked = (frame["kind"] == "reproduced") & ~frame["smoke"].astype(bool)
-    ranks = frame[ranked].groupby(["section", "protocol_hash", "data_key"], sort=False)["primary_value"].rank(
+    ranks = frame[ranked].groupby(["section", "protocol_hash", "data_key"], sort=False)["rank_value"].rank(
         method="min", ascending=False
     )
     frame["rank"] = pd.Series(ranks, dtype="Int64")

@@ -73,6 +73,10 @@ class Task(ABC):
     #: the same for :meth:`visualize` (``--visualize``)
     visual_outputs: tuple[str, ...] = ("visualize/{name}.*",)
 
+    #: whether the benchmark's own evaluator exists here (``harness score --scorer official``) and whether
+    #: ``--official-frames`` (the frames that evaluator accepts: first/last may be absent) applies
+    official_scorer: bool = False
+
     def __init__(self, data_root: Path, config: dict[str, Any] | None = None) -> None:
         self.data_root = Path(data_root)
         self.config: dict[str, Any] = dict(config or {})
@@ -121,6 +125,10 @@ class Task(ABC):
         generic comparison is :func:`harness.runs.rederive.derivation_problem`). A block the record does not
         store is skipped. Pure numpy: the leaderboard imports no torch. The default checks nothing."""
         return iter(())
+
+    def score_official(self, pred_dir: Path, sequences: list[str], official_frames: bool = False) -> dict[str, Any]:
+        """Score with the benchmark's own evaluator (tasks with :attr:`official_scorer` implement it)."""
+        raise NotImplementedError(f"task {self.name!r} has no official evaluator")
 
     @classmethod
     def protocol_defaults(cls, family: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class DavisTask(Task):
     lower_is_better = ("J-Decay", "F-Decay")
     label = "DAVIS-2017 val"
     order = 10
+    official_scorer = True
     cards = ("davis2017", "davis2016")  # DAVIS-2016's single-object sequences read in the 2017 layout are 2016's
     resolution = "480p"
     binary_masks = False
@@ -167,6 +168,14 @@ class DavisTask(Task):
         summary = {seq: davis_metrics.sequence_summary(list(result["objects"].values()))
                    for seq, result in per_sequence.items()}
         return {"metrics": davis_metrics.global_scores(per_object), "per_sequence": summary, "per_object": per_object}
+
+    def score_official(self, pred_dir: Path, sequences: list[str], official_frames: bool = False) -> dict[str, Any]:
+        """The davis2017-evaluation package's scores, after the same pairing of predictions with frames."""
+        from harness.metrics.davis import require_matching_predictions
+        from harness.metrics.davis_official import official_scores
+
+        require_matching_predictions(self.annotations_dir, pred_dir, sequences, official_frames=official_frames)
+        return official_scores(self.data_root, pred_dir, sequences)
 
     def score_predictions(self, pred_dir: Path, sequences: list[str] | None = None, *,
                           official_frames: bool = False) -> dict[str, Any]:
