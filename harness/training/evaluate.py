@@ -87,6 +87,7 @@ def evaluate_step(trainer: Trainer, out_dir: Path, step: int, model_state: dict[
     entry = {
         "kind": EVAL_KIND,
         "step": step,
+        "method": record["method"],
         "task": record["task"],
         "metric": primary,
         "score": metrics.get(primary),
