@@ -25,7 +25,6 @@ from methods.vfs.checkpoint import read_checkpoint, save_eval_checkpoint
 from methods.vfs.loss import vfs_loss
 from methods.vfs.model import EVAL_DIM, VFSNet
 from methods.vfs.pairs import PairDataset, PairSampler, segment_frames
-from methods.vfs.recipe import load_recipe, recipe_names
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "sample" / "davis"
@@ -393,14 +392,25 @@ def test_crop_rule() -> None:
 
 
 def test_recipes_load_and_match_the_configs() -> None:
-    assert {"vfs-paper", "vfs-paper-r50", "vfs-cpu-demo"} <= set(recipe_names())
-    paper, r50, demo = load_recipe("vfs-paper"), load_recipe("vfs-paper-r50"), load_recipe("vfs-cpu-demo")
-    assert (paper.data.segments, paper.loss.all_pairs, paper.augment.jitter_p, paper.optim.lr) == (8, True, 0.0, 0.05)
-    assert (r50.model.arch, r50.model.projector_out, r50.model.predictor_hidden, r50.data.segments) == \
+    from harness.errors import HarnessError
+    from harness.training.recipes import load_recipe, recipe_names
+    from methods.vfs.trainer import VFSTrainer
+
+    trainer = VFSTrainer()
+    assert {"vfs-paper", "vfs-paper-r50", "vfs-cpu-demo"} <= set(recipe_names(trainer))
+    paper, r50, demo = (load_recipe(trainer, name) for name in ("vfs-paper", "vfs-paper-r50", "vfs-cpu-demo"))
+    assert (paper["data"]["segments"], paper["loss"]["all_pairs"], paper["augment"]["jitter_p"], paper["optim"]["lr"],
+            paper["optim"]["momentum"], paper["optim"]["weight_decay"]) == (8, True, 0.0, 0.05, 0.9, 1e-4)
+    model = r50["model"]
+    assert (model["arch"], model["projector_out"], model["predictor_hidden"], r50["data"]["segments"]) == \
         ("resnet50", 2048, 512, 2)
-    assert demo.model == paper.model and demo.augment.size == 128
-    with pytest.raises(Exception, match="optim.lr"):
-        load_recipe("vfs-paper", ["optim.lrr=0.1"])
+    assert demo["model"] == paper["model"] and demo["augment"]["size"] == 128
+    with pytest.raises(HarnessError, match="optim.lr"):
+        load_recipe(trainer, "vfs-paper", ["optim.lrr=0.1"])
+    with pytest.raises(HarnessError, match="segments must be even"):
+        load_recipe(trainer, "vfs-paper", ["data.segments=3"])
+    with pytest.raises(HarnessError, match="predictor_out"):
+        load_recipe(trainer, "vfs-paper", ["model.predictor_out=256"])
 
 
 # -- (d, e) registration and an end-to-end run ----------------------------------------------------

@@ -40,7 +40,8 @@ times; its committed run log lives at ``results/train/<demo_recipe>/metrics.json
 Methods to implement: :meth:`~Trainer.build_model`, :meth:`~Trainer.build_data`,
 :meth:`~Trainer.training_step`, :meth:`~Trainer.export_eval`. Methods with a default:
 :meth:`~Trainer.build_optimizer` (Adam and a step schedule from ``optim.*``),
-:meth:`~Trainer.batch_to_device`, and the benchmark hooks :meth:`~Trainer.chance`,
+:meth:`~Trainer.prepare_model` (the model as the run needs it, e.g. SyncBatchNorm across ranks; default
+unchanged), :meth:`~Trainer.batch_to_device`, and the benchmark hooks :meth:`~Trainer.chance`,
 :meth:`~Trainer.synthetic_batch`, :meth:`~Trainer.benchmark_loader`.
 
 What the loop guarantees, so that a trainer need not care:
@@ -53,7 +54,8 @@ What the loop guarantees, so that a trainer need not care:
   their randomness from seeds carried in their keys, never from global state (DataLoader workers
   do not share it).
 - **DDP.** Under ``torchrun`` the model is wrapped in DistributedDataParallel before the steps (so
-  gradients are averaged over ranks; BatchNorm statistics stay per rank), each rank gets its own
+  gradients are averaged over ranks; BatchNorm statistics stay per rank unless
+  :meth:`Trainer.prepare_model` synchronises them), each rank gets its own
   sampler shard (``rank``/``world_size`` are passed to :meth:`Trainer.build_data`) and the logged loss
   and diagnostics (floats, and dicts of floats) are means over ranks. Rank 0 builds the data first
   (filling caches the others then read), writes the log, the checkpoints and the evaluations.
@@ -151,6 +153,16 @@ class Trainer(ABC):
             optimizer, milestones=[int(m) * steps_per_epoch for m in optim["milestones"]], gamma=float(optim["gamma"])
         )
         return optimizer, scheduler
+
+    def prepare_model(self, model: torch.nn.Module, recipe: dict[str, Any], *, device: torch.device,
+                      world_size: int) -> torch.nn.Module:
+        """The built model, on ``device``, adapted to a run on ``world_size`` ranks (default: unchanged).
+
+        Called by the loop before the optimizer is built and before DDP wraps the model: the place for
+        e.g. :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm`, which keeps the parameters and the
+        state-dict keys. Not called by ``harness bench train``'s model-step timing (one process).
+        """
+        return model
 
     def batch_to_device(self, batch: Any, recipe: dict[str, Any], device: torch.device) -> Any:
         """A batch from the loader → what :meth:`training_step` takes, on ``device`` (default: a tensor moved)."""

@@ -121,7 +121,8 @@ def _prepare(trainer: Trainer, recipe: dict[str, Any], options: TrainOptions) ->
         total_steps = min(total_steps, options.max_steps)
 
     seed_everything(int(recipe["seed"]))
-    model = trainer.build_model(recipe).to(device)
+    model = trainer.prepare_model(trainer.build_model(recipe).to(device), recipe, device=device,
+                                  world_size=ctx.world_size)
     optimizer, scheduler = trainer.build_optimizer(model, recipe, data.steps_per_epoch)
     amp = amp_dtype(recipe["train"]["amp"], device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)

@@ -1,9 +1,11 @@
 """VFS (Video Frame-level Similarity, Xu & Wang, ICCV 2021): registration of the ``vfs`` method.
 
 The package splits into model (trunk, projector, predictor, stride-8 evaluation encoder), loss,
-pairs (frame sampling on CRW's video index and decoder), augment, recipe, checkpoint and method
-(the evaluation wrapper). Importing the package stays free of torch so ``harness list`` is fast;
-the factory imports the heavy modules on first use. methods/vfs/README.md is the method card.
+pairs (frame sampling on CRW's video index and decoder), augment, checkpoint, method (the
+evaluation wrapper) and VFS's part of training: trainer (the harness's trainer contract; the loop is
+harness.training), recipe (the declared recipe) and the recipes/ folder. Importing the package stays
+free of torch so ``harness list`` is fast; the factory and the trainer import the heavy modules on
+first use. methods/vfs/README.md is the method card.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.facts import MethodFacts
-from harness.registry import register_method
+from harness.registry import register_method, register_trainer
 
 #: the default (ResNet-18) features; a ResNet-50 checkpoint gives 1024 channels, set per instance
 FACTS = MethodFacts(
@@ -22,6 +24,9 @@ FACTS = MethodFacts(
           "Perspective. ICCV 2021",
     settings=("checkpoint", "arch", "seed"),
 )
+
+register_trainer("vfs", "methods.vfs.trainer:VFSTrainer",
+                 summary="VFS frame-level similarity on raw video (recipes in methods/vfs/recipes)")
 
 
 @register_method(

@@ -94,7 +94,13 @@ def mlp(in_dim: int, hidden: int, out: int, layers: int, norm_last: bool) -> nn.
 
 
 class VFSNet(nn.Module):
-    """Trunk + projector + predictor: frames ``[N, 3, H, W]`` → projections ``z`` and predictions ``p``."""
+    """Trunk + projector + predictor: frames → projections ``z`` and predictions ``p``.
+
+    Frames ``[N, 3, H, W]`` are one batch. A training batch ``[B, V, T, 3, H, W]`` (``B`` videos, ``V``
+    views of ``T`` frames) is encoded one view at a time, each view's ``B·T`` frames a batch of their
+    own, so BatchNorm normalises each view by its own statistics, as the original's two
+    ``extract_feat`` calls do; both views go through one ``forward`` call (what DDP needs).
+    """
 
     def __init__(
         self,
@@ -111,9 +117,22 @@ class VFSNet(nn.Module):
         pred_layers, pred_hidden, pred_out = predictor
         self.projector = mlp(POOLED_DIM[arch], proj_hidden, proj_out, proj_layers, norm_last=True)
         self.predictor = mlp(proj_out, pred_hidden, pred_out, pred_layers, norm_last=False)
+        #: set by the training loop with ``train.channels_last``: frames are converted to NHWC on entry
+        self.channels_last = False
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z, p)``, each ``[N, out]``: projection and prediction of the globally pooled layer4 map."""
+        """``(z, p)``: projection and prediction of the globally pooled layer4 map, ``[N, out]`` for frames
+        ``[N, 3, H, W]``, ``[B, V, T, out]`` for a training batch ``[B, V, T, 3, H, W]``."""
+        if frames.dim() == 6:
+            views = [self(frames[:, v].flatten(0, 1)) for v in range(frames.shape[1])]
+            batch, frames_per_view = frames.shape[0], frames.shape[2]
+            z, p = (torch.stack([view[i].unflatten(0, (batch, frames_per_view)) for view in views], dim=1)
+                    for i in (0, 1))
+            return z, p
+        if frames.dim() != 4:
+            raise ValueError(f"frames must be [N, 3, H, W] or [B, V, T, 3, H, W], got {tuple(frames.shape)}")
+        if self.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
         pooled = self.encoder(frames).mean(dim=(-2, -1))
         z = self.projector(pooled)
         return z, self.predictor(z)

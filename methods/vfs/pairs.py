@@ -14,12 +14,15 @@ video list (repeated ``repeat`` times, the original's ``RepeatDataset``) with a 
 from ``(seed, e)``, and the frames and augmentation of position ``i`` use a generator seeded from
 ``(seed, e, position)``. A video that fails to decode is replaced by another drawn from that same
 generator, as CRW training does.
+
+For training, :class:`ShardedPairSampler` deals each rank its batches of those sample indices and
+:func:`collate_pairs` stacks the views into ``[B, 2, T, 3, S, S]``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,3 +138,55 @@ class PairDataset(torch.utils.data.Dataset):
             views = self.augment(frames, gen)
             return views[: len(view1)], views[len(view1) :], failures
         raise DataError(f"{MAX_FALLBACKS + 1} videos in a row failed to decode; last: {self.sampler.videos[video].path}")
+
+
+class ShardedPairSampler(torch.utils.data.Sampler):
+    """Batches of sample indices (keys of :class:`PairDataset`) for one rank, from a given step on.
+
+    Epoch ``e``'s positions ``0 … epoch_length − 1`` are padded (by wrapping, like
+    ``DistributedSampler``) to a multiple of the world size; rank ``r`` takes every ``world``-th
+    position from ``r`` and cuts its share into batches of ``batch_size``, the remainder dropped so
+    every step has the same shape. Keys are global indices ``e · epoch_length + position``, so a
+    sample's video, frames and augmentation depend on (seed, epoch, position) only: the batch of a
+    step is the same whatever step the sampler started from (exact ``--resume``).
+    """
+
+    def __init__(self, pairs: PairSampler, batch_size: int, rank: int = 0, world_size: int = 1, start_step: int = 0,
+                 total_steps: int | None = None) -> None:
+        self.pairs = pairs
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.steps_per_epoch = -(-pairs.epoch_length // world_size) // batch_size
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"only {pairs.epoch_length} samples per epoch ({len(pairs.usable)} videos x data.repeat "
+                f"{pairs.repeat}) for {world_size} rank(s) of batch {batch_size}: add videos, raise data.repeat "
+                "or lower the batch size"
+            )
+
+    def batch_at(self, step: int) -> list[int]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        length = self.pairs.epoch_length
+        start = (within * self.batch_size) * self.world_size + self.rank
+        positions = range(start, start + self.batch_size * self.world_size, self.world_size)
+        return [epoch * length + p % length for p in positions]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while self.total_steps is None or step < self.total_steps:
+            yield self.batch_at(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.total_steps is None:
+            raise TypeError("an endless sampler has no length")
+        return max(self.total_steps - self.start_step, 0)
+
+
+def collate_pairs(samples: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
+    """:class:`PairDataset` samples → views ``[B, 2, T, 3, S, S]`` and the number of videos replaced."""
+    views = torch.stack([torch.stack([view1, view2]) for view1, view2, _ in samples])
+    return views, sum(failures for _, _, failures in samples)

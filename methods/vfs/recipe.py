@@ -1,37 +1,41 @@
-"""The VFS training recipe, declared once as pydantic models (methods/vfs/README.md lists where each
-published value comes from).
+"""The VFS training recipe, declared: every key of ``methods/vfs/recipes/*.yaml`` with its rules
+(methods/vfs/README.md lists where each published value comes from).
 
-A recipe is a YAML file in ``methods/vfs/recipes/`` (or a path) with the sections below; ``base: NAME``
-starts from another recipe and overrides only the keys it names, and ``--set a.b=v`` overrides
-apply last. Every key is declared, so a typo is an error naming the key and its closest known ones.
+Recipes are read by the harness's generic recipe machinery (:mod:`harness.training.recipes`: a name
+or a path, ``base:`` merged, ``--set a.b=v`` applied, typos named with the closest keys). The shared
+``name``/``seed``/``train`` come from :class:`~harness.training.recipe_model.Recipe`; VFS adds its
+data, augmentation, model and loss sections and replaces ``optim`` (SGD with momentum and a cosine
+decay per iteration, where the default optimiser is Adam with milestones). Every key is required:
+the comments of ``vfs-paper.yaml`` say where each value comes from, and a key added later gets the
+default that reproduces what runs before it did (``harness train --resume`` fills it in).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.config import parse_assignment
-from harness.declared import Declared, did_you_mean, read_model
-from harness.errors import HarnessError
-from harness.io import read_yaml
+from harness.declared import Declared
+from harness.training.recipe_model import Recipe
 
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+Pair = list[float]
 
-Pair = tuple[float, float]
+
+def _pair(name: str, value: Pair, low_bound: float) -> None:
+    if not low_bound < value[0] <= value[1]:
+        raise ValueError(f"{name} must satisfy {low_bound} < low <= high, got {value}")
 
 
 class DataSection(Declared):
     """Which frames make a sample (methods/vfs/pairs.py)."""
 
-    segments: int = Field(8, ge=2, description="frames drawn per video, one per equal segment; half per view")
-    repeat: int = Field(2, ge=1, description="passes over the video list per epoch (the original's RepeatDataset)")
-    fps: float | None = Field(None, gt=0, description="resample videos to this rate first; null = every frame")
-    frame_folder_fps: float | None = Field(None, gt=0, description="frame rate of frame-folder videos")
-    workers: int = Field(8, ge=0, description="decoding processes per rank")
-    cache_dir: str | None = Field(None, description="video-index cache; null = $HARNESS_CACHE or ~/.cache/harness")
+    segments: int = Field(ge=2, description="frames drawn per video, one per equal segment; half per view")
+    repeat: int = Field(ge=1, description="passes over the video list per epoch (the original's RepeatDataset)")
+    fps: float | None = Field(gt=0, description="resample videos to this rate first; null = every frame")
+    frame_folder_fps: float | None = Field(gt=0, description="frame rate of frame-folder videos")
+    workers: int = Field(ge=0, description="decoding processes per rank")
+    cache_dir: str | None = Field(description="video-index cache; null = the harness cache")
 
     @model_validator(mode="after")
     def _even(self) -> DataSection:
@@ -39,51 +43,46 @@ class DataSection(Declared):
             raise ValueError(f"segments must be even (half of them per view), got {self.segments}")
         return self
 
-    @property
-    def frames_per_view(self) -> int:
-        return self.segments // 2
-
 
 class AugmentSection(Declared):
     """Per-frame augmentation (methods/vfs/augment.py; field names are FrameAugment's)."""
 
-    size: int = Field(224, ge=8)
-    area: Pair = (0.2, 1.0)
-    ratio: Pair = (0.75, 1.3333333333333333)
-    flip: float = Field(0.5, ge=0, le=1)
-    jitter_p: float = Field(0.0, ge=0, le=1)
-    brightness: float = Field(0.4, ge=0)
-    contrast: float = Field(0.4, ge=0)
-    saturation: float = Field(0.4, ge=0)
-    hue: float = Field(0.1, ge=0, le=0.5)
-    grayscale_p: float = Field(0.0, ge=0, le=1)
-    blur_p: float = Field(0.0, ge=0, le=1)
-    blur_sigma: Pair = (0.1, 0.2)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    size: int = Field(ge=8)
+    area: Pair = Field(min_length=2, max_length=2)
+    ratio: Pair = Field(min_length=2, max_length=2)
+    flip: float = Field(ge=0, le=1)
+    jitter_p: float = Field(ge=0, le=1)
+    brightness: float = Field(ge=0)
+    contrast: float = Field(ge=0)
+    saturation: float = Field(ge=0)
+    hue: float = Field(ge=0, le=0.5)
+    grayscale_p: float = Field(ge=0, le=1)
+    blur_p: float = Field(ge=0, le=1)
+    blur_sigma: Pair = Field(min_length=2, max_length=2)
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentSection:
-        if not 0 < self.area[0] <= self.area[1] <= 1:
-            raise ValueError(f"area must satisfy 0 < low <= high <= 1, got {self.area}")
-        if not 0 < self.ratio[0] <= self.ratio[1]:
-            raise ValueError(f"ratio must satisfy 0 < low <= high, got {self.ratio}")
-        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
+        _pair("area", self.area, 0)
+        if self.area[1] > 1:
+            raise ValueError(f"area must be at most 1 (a fraction of the frame), got {self.area}")
+        _pair("ratio", self.ratio, 0)
+        _pair("blur_sigma", self.blur_sigma, 0)
         return self
 
 
 class ModelSection(Declared):
     """Trunk and heads (methods/vfs/model.py)."""
 
-    arch: Literal["resnet18", "resnet50"] = "resnet18"
-    zero_init_residual: bool = True
-    projector_layers: int = Field(3, ge=1)
-    projector_hidden: int = Field(512, ge=1)
-    projector_out: int = Field(512, ge=1)
-    predictor_layers: int = Field(2, ge=1)
-    predictor_hidden: int = Field(128, ge=1)
-    predictor_out: int = Field(512, ge=1)
+    arch: Literal["resnet18", "resnet50"]
+    zero_init_residual: bool
+    projector_layers: int = Field(ge=1)
+    projector_hidden: int = Field(ge=1)
+    projector_out: int = Field(ge=1)
+    predictor_layers: int = Field(ge=1)
+    predictor_hidden: int = Field(ge=1)
+    predictor_out: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _prediction_matches_projection(self) -> ModelSection:
@@ -96,91 +95,27 @@ class ModelSection(Declared):
 class LossSection(Declared):
     """methods/vfs/loss.py."""
 
-    all_pairs: bool = Field(True, description="compare every frame of view 1 with every frame of view 2")
+    all_pairs: bool = Field(description="compare every frame of view 1 with every frame of view 2")
 
 
 class OptimSection(Declared):
-    """SGD with momentum, cosine decay per iteration to ``min_lr``."""
+    """SGD with momentum on every parameter, cosine decay per iteration from ``lr`` to ``min_lr``."""
 
-    batch_size: int = Field(64, ge=1, description="GLOBAL batch of videos, split evenly over ranks")
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    schedule: Literal["cosine"] = "cosine"
-    min_lr: float = Field(0.0, ge=0)
-    epochs: int = Field(100, ge=1)
-
-
-class TrainSection(Declared):
-    """Loop settings that do not change what is learnt."""
-
-    checkpoint_every: int = Field(2000, ge=1, description="steps; a checkpoint is also written at the end")
+    batch_size: int = Field(ge=1, description="GLOBAL batch of videos, split evenly over the ranks")
+    lr: float = Field(gt=0)
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    schedule: Literal["cosine"]
+    min_lr: float = Field(ge=0)
+    epochs: int = Field(ge=1, description="passes over the repeated video list (data.repeat per epoch)")
 
 
-class VFSRecipe(Declared):
-    """A whole VFS recipe."""
+class VFSRecipe(Recipe):
+    """A VFS recipe: the shared ``name``/``seed``/``train``, VFS's optimiser and its data, augmentation,
+    model and loss."""
 
-    name: str
-    seed: int = 0
-    data: DataSection = DataSection()
-    augment: AugmentSection = AugmentSection()
-    model: ModelSection = ModelSection()
-    loss: LossSection = LossSection()
-    optim: OptimSection = OptimSection()
-    train: TrainSection = TrainSection()
-
-
-def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
-
-
-def _recipe_path(name: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    path = RECIPE_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise HarnessError(f"unknown VFS recipe {name!r}.{did_you_mean(name, recipe_names())} "
-                           f"Known: {', '.join(recipe_names())}")
-    return path
-
-
-def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
-def _raw(name: str, seen: tuple[Path, ...]) -> dict[str, Any]:
-    path = _recipe_path(name).resolve()
-    if path in seen:
-        raise HarnessError(f"recipe {path} includes itself through `base:`")
-    raw = read_yaml(path, "VFS recipe") or {}
-    if not isinstance(raw, dict):
-        raise HarnessError(f"recipe {path} must be a mapping of sections")
-    base = raw.pop("base", None)
-    if base is None:
-        return raw
-    merged = _raw(str(base), (*seen, path))
-    _merge(merged, raw)
-    return merged
-
-
-def _set(recipe: dict[str, Any], dotted: str, value: Any) -> None:
-    *sections, key = dotted.split(".")
-    node = recipe
-    for part in sections:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise HarnessError(f"--set {dotted}: {part!r} is not a section")
-    node[key] = value
-
-
-def load_recipe(name: str, overrides: list[str] | None = None) -> VFSRecipe:
-    """A recipe by name (``methods/vfs/recipes/NAME.yaml``) or YAML path, ``base:`` resolved, ``a.b=v`` overrides applied."""
-    raw = _raw(name, ())
-    for item in overrides or []:
-        _set(raw, *parse_assignment(item))
-    return read_model(VFSRecipe, raw, f"VFS recipe {name}")
+    optim: OptimSection  # type: ignore[assignment]  # SGD + cosine, not the default Adam + milestones
+    data: DataSection
+    augment: AugmentSection
+    model: ModelSection
+    loss: LossSection
