@@ -18,7 +18,7 @@ SUBCOMMANDS = {
     "run": ("harness.cli.run", "evaluate a method on a task by label propagation"),
     "score": ("harness.cli.score", "score a folder of predictions against ground truth"),
     "list": ("harness.cli.listing", "list registered methods, tasks and protocols"),
-    "train": ("harness.cli.train", "train a trainable method (CRW, VFS, ...) from raw video"),
+    "train": ("harness.cli.train", "train a trainable method (`harness list` marks them) from raw video"),
     "curves": ("harness.cli.curves", "compare training runs: evaluation score against clips seen, one plot and table"),
     "leaderboard": ("harness.cli.leaderboard", "build tables and plots from run records"),
     "data": ("harness.cli.data", "download and check datasets"),

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "curves.svg, curves.md and curves.json into --out-dir: each run's score against the clips it had seen "
         "(step x batch size), with its training wall time. The runs must share task, metric, protocol hash "
         "and evaluation sequences.",
-        epilog="example:\n  harness curves runs/crw-demo runs/vfs-demo --out-dir results/train/compare",
+        epilog="example:\n  harness curves runs/method-a runs/method-b --out-dir results/train/compare",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="`harness train --out-dir` folders")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.engine.protocol import Protocol, register_protocol
 from harness.facts import MethodFacts
 from harness.registry import register_method, register_trainer
 
@@ -23,6 +24,14 @@ FACTS = MethodFacts(
     paper="Xu, Wang. Rethinking Self-supervised Correspondence Learning: A Video Frame-level Similarity "
           "Perspective. ICCV 2021",
     settings=("checkpoint", "arch", "seed"),
+)
+
+#: the test settings of the VFS release (its ``test_cfg``; methods/vfs/README.md): ResNet-18's window of radius
+#: 12 on every context frame including the first, tau 0.07, 20 previous frames not padded with frame 0
+register_protocol(
+    Protocol(name="vfs", context=20, keep_first=True, topk=10, temperature=0.07, radius=12, window="disk",
+             restrict_first=True, pad_with_first=False),
+    summary="VFS's published test settings (ResNet-18; ResNet-50 used radius 18: --set protocol.radius=18)",
 )
 
 register_trainer("vfs", "methods.vfs.trainer:VFSTrainer",
