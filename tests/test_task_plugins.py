@@ -22,6 +22,7 @@ from harness import registry
 from harness.cli import main as cli_main
 from harness.data import identify
 from harness.data.check import check_dataset
+from harness.errors import HarnessError
 from harness.leaderboard.spec import TASKS, task_order, task_spec
 from harness.runs.rederive import derivation_problem
 
@@ -278,3 +279,22 @@ def test_entry_point_tasks_are_listed_and_checked(entry_point_site: Path, tmp_pa
     (root / "points" / "clip00.json").unlink()
     checked = _harness(["data", "check", "toykp2", "--data-root", str(root)], entry_point_site, tmp_path)
     assert checked.returncode == 1 and f"{root / 'points' / 'clip00.json'}: joint annotation" in checked.stdout
+
+
+def test_a_task_scoring_in_percent_is_named_not_called_a_harness_bug(toykp: type, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.config import RunConfig
+    from harness.runs.runner import run
+
+    original = toykp.aggregate
+
+    def in_percent(self, per_sequence):  # type: ignore[no-untyped-def]
+        summary = original(self, per_sequence)
+        summary["metrics"] = {k: 100 * v if k == toykp.primary_metric else v for k, v in summary["metrics"].items()}
+        return summary
+
+    monkeypatch.setattr(toykp, "aggregate", in_percent)
+    root = make_data(tmp_path / "data")
+    config = RunConfig(method="pixels", task="toykp", data_root=str(root), out_dir=str(tmp_path / "out"))
+    with pytest.raises(HarnessError, match=f"task 'toykp' scored {toykp.primary_metric} = .* on the whole run.*fractions"):
+        run(config)

@@ -160,6 +160,7 @@ class Runner:
             return self.out_dir / RECORD  # rank 0 writes it
         start_scoring = time.perf_counter()
         summary = self.task.aggregate(per_sequence)
+        _require_fractions(self.task.name, "the whole run", summary.get("metrics", {}), self.task.metric_keys)
         aggregate_s = time.perf_counter() - start_scoring
         method = self.method if self.method is not None else self.method_entry.factory(
             {**self.config.method_config(), "device": "cpu"})
@@ -220,6 +221,7 @@ class Runner:
             self.task.write(seq, prediction, self.out_dir)
         with timer.stage("score"):
             scores = self.task.score_sequence(seq, prediction)
+        _require_fractions(self.task.name, seq.name, scores, self.task.metric_keys)
         timing.update(timer.state())
         state: dict[str, Any] = {"scores": scores, "timing": timing}
         if self.config.visualize:
@@ -272,6 +274,18 @@ class Runner:
         shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if v is not None)
         log(f"{self.config.method} on {self.task.name} ({len(self.sequences)} sequences, protocol "
             f"{self.protocol.name}-{self.protocol.hash}): {shown}")
+
+
+def _require_fractions(task: str, sequence: str, scores: dict[str, Any], metric_keys: tuple[str, ...]) -> None:
+    """A task's metric outside [-1, 1] would be refused when the record is validated, as a harness bug; say
+    instead that the task (a plug-in's, usually) scores in the wrong unit, at the first sequence where its
+    per-sequence scores carry the metric, else when the run aggregates."""
+    for key in metric_keys:
+        value = scores.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1.0:
+            raise HarnessError(f"task {task!r} scored {key} = {value} on {sequence}: run records hold metrics as "
+                               "fractions in [-1, 1] (docs/conventions.md §5), so the task's score_sequence must "
+                               "return e.g. 0.62, not 62")
 
 
 @contextmanager
