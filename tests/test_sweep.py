@@ -92,7 +92,7 @@ def test_bad_specs_are_refused_with_the_reason(tmp_path, change, message):
 
 
 def test_unknown_preset_and_scale_are_named():
-    with pytest.raises(HarnessError, match="presets: edge-dropout, eval-knobs, path-length"):
+    with pytest.raises(HarnessError, match="presets: crw-vs-vfs, edge-dropout, eval-knobs, path-length"):
         plan("no-such-sweep")
     with pytest.raises(HarnessError, match="no scale 'huge'"):
         plan("eval-knobs", scale="huge")

@@ -1,8 +1,10 @@
 """What a cell costs, before running it: from throughput figures the spec states (with their source).
 
 - A training cell sees ``cost.train_clips`` clips at ``cost.train_clips_per_s`` (measured at clips of
-  ``cost.base_clip_len`` frames); a cell with longer clips is assumed to run proportionally fewer
-  clips per second (the encoder and the walk both grow linearly with the clip length).
+  ``cost.base_clip_len`` frames); a cell with longer clips (recipe key ``data.clip_len``) is assumed to
+  run proportionally fewer clips per second (the encoder and the walk both grow linearly with the clip
+  length). Either figure may be one number or a mapping of trained method -> number: a sweep that
+  trains several methods (grid axis ``trainer``) states each one's rate and budget.
 - An evaluation cell costs ``frames × (features + propagation) ms/frame``; with the feature cache,
   only the first cell of a feature group pays for features.
 
@@ -29,8 +31,19 @@ class CellCost:
 
 
 def clip_len(spec: SweepSpec, cell: Cell) -> int:
-    key = "recipe.data.clip_len"
-    return int(cell.params.get(key, spec.set.get(key, spec.cost.get("base_clip_len", 4))))
+    """The clip length a training cell trains with: its recipe override, else the figures' own."""
+    return int(cell.recipe_sets.get("data.clip_len", spec.cost.get("base_clip_len", 4)))
+
+
+def train_figure(spec: SweepSpec, key: str, method: str) -> float | None:
+    """``cost.<key>`` for a cell training ``method``: the number, or the mapping's entry for ``method``."""
+    value = spec.cost.get(key)
+    if isinstance(value, dict):
+        if method not in value:
+            raise HarnessError(f"{spec.source}: key 'cost.{key}' has no figure for trained method {method!r} "
+                               f"(it gives: {', '.join(value) or 'none'})")
+        value = value[method]
+    return float(value) if value else None
 
 
 def count_frames(spec: SweepSpec, task: str) -> int | None:
@@ -67,12 +80,14 @@ def estimate(spec: SweepSpec, cells: list[Cell]) -> list[CellCost]:
         seconds: float | None = 0.0
         parts = []
         if cell.kind == "train":
-            if cost.get("train_clips") and cost.get("train_clips_per_s"):
-                length = clip_len(spec, cell)
-                rate = float(cost["train_clips_per_s"]) * int(cost.get("base_clip_len", 4)) / length
-                train_s = float(cost["train_clips"]) / rate
-                seconds += train_s
-                parts.append(f"train {cost['train_clips']:,} clips of {length} at {rate:.1f} clips/s")
+            method = str(cell.params["method"])
+            clips, per_s = train_figure(spec, "train_clips", method), train_figure(spec, "train_clips_per_s", method)
+            if clips and per_s:
+                length, base = clip_len(spec, cell), int(cost.get("base_clip_len", 4))
+                rate = per_s * base / length
+                seconds += clips / rate
+                scaled = f" (clips of {length}, {per_s:g} at {base})" if length != base else ""
+                parts.append(f"train {method} {clips:,.0f} clips at {rate:.4g} clips/s{scaled}")
             else:
                 seconds = None
         features = float(cost.get("features_ms_per_frame", 0)) if id(cell) in pays_features else 0.0

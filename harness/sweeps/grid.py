@@ -26,7 +26,7 @@ from typing import Any
 from natsort import natsorted
 
 from harness.errors import HarnessError
-from harness.sweeps.spec import EVAL_PREFIXES, RECIPE_PREFIX, SweepSpec
+from harness.sweeps.spec import EVAL_PREFIXES, RECIPE_PREFIX, TRAINER_AXIS, SweepSpec, trainer_label
 
 STEP_RE = re.compile(r"^step-(\d+)$")
 
@@ -75,6 +75,7 @@ class Cell:
     feature_group: str  # cells with equal groups compute identical features
     record: Path = field(default=Path())
     train_state: Path | None = None  # train cells: the resumable state file training writes (its presence means resume)
+    recipe_sets: dict[str, Any] = field(default_factory=dict)  # train cells: every `harness train --set` override
 
     @property
     def digest(self) -> str:
@@ -142,6 +143,8 @@ def _label(key: str, value: Any) -> str:
         return "default" if value is None else Path(value).stem
     if key in ("method", "task"):
         return _safe(str(value))
+    if key == TRAINER_AXIS:
+        return _safe(trainer_label(value))
     return f"{_safe(key.split('.')[-1])}-{_safe(value_arg(value))}"
 
 
@@ -150,7 +153,8 @@ def expand(spec: SweepSpec, root: Path) -> list[Cell]:
     layout = Layout(root)
     axes = _axes(spec)
     if spec.train is not None and "method" in spec.grid:
-        raise HarnessError(f"{spec.source}: a training sweep evaluates train.method; drop grid axis `method`")
+        raise HarnessError(f"{spec.source}: a training sweep evaluates the method it trains (train.method, or each "
+                           "`trainer` value's); drop grid axis `method`")
     named = [key for key, values in axes if len(values) > 1]
     cells: list[Cell] = []
     for combo in itertools.product(*(values for _, values in axes)):
@@ -170,18 +174,20 @@ def _cell(spec: SweepSpec, layout: Layout, cell_id: str, point: dict[str, Any]) 
     for key, value in point.items():
         if key == "checkpoint" and isinstance(value, dict):
             params["checkpoint"], params["step"] = value["path"], value["step"]
+        elif key == TRAINER_AXIS:
+            params[key] = trainer_label(value)
         else:
             params[key] = value
-    train_args, train_state = None, None
+    train_args, train_state, recipe_sets = None, None, {}
     if spec.train is not None:
-        method = spec.train["method"]
+        chosen = point.get(TRAINER_AXIS) or spec.train  # the cell's trainer value, else the one train.method
+        method = str(chosen["method"])
         train_dir = layout.train_dir(cell_id)
-        trainer = _trainer(str(method))
-        checkpoint = str(train_dir / (spec.train.get("checkpoint_file") or trainer.eval_file))
+        trainer = _trainer(method)
+        checkpoint = str(train_dir / (chosen.get("checkpoint_file") or trainer.eval_file))
         train_state = train_dir / trainer.state_file
-        recipe_sets = {**(spec.train.get("set") or {}),
-                       **{k[len(RECIPE_PREFIX):]: v for k, v in sets.items() if k.startswith(RECIPE_PREFIX)}}
-        train_args = ["train", "--method", method, "--recipe", str(spec.train["recipe"])]
+        recipe_sets = recipe_overrides(spec, sets, point.get(TRAINER_AXIS))
+        train_args = ["train", "--method", method, "--recipe", str(chosen["recipe"])]
         for data in spec.train["data"]:
             train_args += ["--data", data]
         train_args += ["--out-dir", str(train_dir), "--device", spec.device]
@@ -212,7 +218,16 @@ def _cell(spec: SweepSpec, layout: Layout, cell_id: str, point: dict[str, Any]) 
                         sorted((k, repr(v)) for k, v in sets.items() if k.startswith(("method.", "task.")))])
     return Cell(id=cell_id, kind="train" if train_args else "eval", params=params, run_args=run_args,
                 train_args=train_args, checkpoint=checkpoint, feature_group=group,
-                record=layout.cell_dir(cell_id) / "record.json", train_state=train_state)
+                record=layout.cell_dir(cell_id) / "record.json", train_state=train_state, recipe_sets=recipe_sets)
+
+
+def recipe_overrides(spec: SweepSpec, sets: dict[str, Any], trainer: dict[str, Any] | None) -> dict[str, Any]:
+    """A training cell's recipe overrides: ``train.set``, then its ``trainer`` value's ``set`` (if the grid has that
+    axis), then the ``recipe.*`` keys of ``sets`` (the spec's ``set`` and the cell's grid point), each over the ones
+    before."""
+    assert spec.train is not None
+    return {**(spec.train.get("set") or {}), **((trainer or {}).get("set") or {}),
+            **{k[len(RECIPE_PREFIX):]: v for k, v in sets.items() if k.startswith(RECIPE_PREFIX)}}
 
 
 def leaders_first(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:

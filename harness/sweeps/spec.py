@@ -25,7 +25,9 @@ from harness.io import read_yaml
 from harness.runs.record import REPO_ROOT
 
 #: grid axes that are not ``--set`` overrides
-PLAIN_AXES = ("method", "checkpoint", "task")
+PLAIN_AXES = ("method", "checkpoint", "task", "trainer")
+#: the grid axis whose values each name a method and recipe to train (training sweeps only)
+TRAINER_AXIS = "trainer"
 #: prefixes of grid keys / ``set`` keys: evaluation overrides and training-recipe overrides
 EVAL_PREFIXES = ("protocol.", "method.", "task.")
 RECIPE_PREFIX = "recipe."
@@ -55,12 +57,24 @@ Figure = Annotated[int | float, BeforeValidator(_not_a_flag), Field(ge=0, allow_
 
 
 class TrainSection(Declared):
-    """``train``: one training per cell before it is evaluated (``harness train`` arguments)."""
+    """``train``: one training per cell before it is evaluated (``harness train`` arguments). ``method`` and
+    ``recipe`` name the one trainer of every cell, unless the grid has a ``trainer`` axis, which names them per cell."""
+
+    method: str | None = None
+    recipe: str | None = None
+    data: str | list[str]
+    max_steps: Count | None = None
+    set: dict[str, Any] | None = None
+    checkpoint_file: str | None = None
+
+
+class TrainerValue(Declared):
+    """One value of the grid axis ``trainer``: the method whose registered trainer trains the cell, its recipe,
+    overrides of that recipe for this trainer only (``set``, recipe keys as ``harness train --set`` takes them)
+    and the file its evaluation reads (default: the trainer's ``eval_file``)."""
 
     method: str
     recipe: str
-    data: str | list[str]
-    max_steps: Count | None = None
     set: dict[str, Any] | None = None
     checkpoint_file: str | None = None
 
@@ -99,12 +113,19 @@ class LocalSection(Declared):
     timeout_min: Positive | None = None
 
 
+#: a training figure: one number for every trained method, or a mapping method -> number
+PerMethod = Figure | dict[str, Figure]
+#: the ``cost`` keys that may be given per trained method
+PER_METHOD_COSTS = ("train_clips_per_s", "train_clips")
+
+
 class CostSection(Declared):
-    """``cost``: throughput figures for the estimate (:mod:`harness.sweeps.cost`), with their source."""
+    """``cost``: throughput figures for the estimate (:mod:`harness.sweeps.cost`), with their source.
+    ``train_clips_per_s`` and ``train_clips`` are one number or a mapping of trained method -> number."""
 
     source: str | None = None
-    train_clips_per_s: Figure | None = None
-    train_clips: Figure | None = None
+    train_clips_per_s: PerMethod | None = None
+    train_clips: PerMethod | None = None
     base_clip_len: Count | None = None
     features_ms_per_frame: Figure | None = None
     propagation_ms_per_frame: Figure | None = None
@@ -220,6 +241,9 @@ def _check_grid(label: str, grid: Any, has_train: bool) -> dict[str, list[Any]]:
                                f"protocol.*, method.*, task.*, recipe.*")
         if recipe and not has_train:
             raise HarnessError(f"{label}: grid axis {key!r} overrides a training recipe, but the spec has no `train`")
+        if key == TRAINER_AXIS and not has_train:
+            raise HarnessError(f"{label}: grid axis 'trainer' names what each cell trains, but the spec has no `train` "
+                               "block (it gives the training data and max_steps of every trainer)")
         if key == "checkpoint" and isinstance(values, dict):
             if set(values) != {"series"}:
                 raise HarnessError(f"{label}: `checkpoint` is a list of files or {{series: TRAINING_DIR}}")
@@ -227,12 +251,67 @@ def _check_grid(label: str, grid: Any, has_train: bool) -> dict[str, list[Any]]:
             continue
         if not isinstance(values, list) or not values:
             raise HarnessError(f"{label}: grid axis {key!r} needs a non-empty list of values")
+        if key == TRAINER_AXIS:
+            values = [_trainer_value(label, i, v) for i, v in enumerate(values)]
         if len({repr(v) for v in values}) != len(values):
             raise HarnessError(f"{label}: grid axis {key!r} repeats a value: {values}")
         out[key] = values
     if has_train and "checkpoint" in out:
         raise HarnessError(f"{label}: a training sweep evaluates the checkpoints it trains; drop grid axis `checkpoint`")
     return out
+
+
+def _trainer_value(label: str, index: int, value: Any) -> dict[str, Any]:
+    """Value ``index`` of the ``trainer`` axis, validated as :class:`TrainerValue`, as the keys it gave."""
+    if not isinstance(value, dict):
+        raise HarnessError(f"{label}: grid axis 'trainer' value {index} must be a mapping "
+                           f"{{method: M, recipe: R}} (optionally set: {{...}}), got {value!r}")
+    return _given(read_model(TrainerValue, value, label, prefix=f"grid.trainer.{index}."))
+
+
+def trainer_label(trainer: dict[str, Any]) -> str:
+    """How a ``trainer`` value is shown in cell ids and tables: ``<method>-<recipe>``."""
+    return f"{trainer['method']}-{trainer['recipe']}"
+
+
+def _check_train(label: str, train: dict[str, Any], grid: dict[str, list[Any]]) -> None:
+    """``train.method``/``train.recipe`` name the trainer unless the grid's ``trainer`` axis does: exactly one of the two."""
+    if TRAINER_AXIS in grid:
+        for key in ("method", "recipe", "checkpoint_file"):
+            if key in train:
+                raise HarnessError(f"{label}: key 'train.{key}' is given per cell by grid axis 'trainer'; "
+                                   f"drop it from `train` (or write it in each trainer value)")
+        return
+    for key in ("method", "recipe"):
+        if key not in train:
+            raise HarnessError(f"{label}: key 'train.{key}' is missing (or give the grid a `trainer` axis of "
+                               "{method: M, recipe: R} values)")
+
+
+def trained_methods(spec: SweepSpec) -> list[str]:
+    """The methods a training sweep trains (its ``trainer`` values' or ``train.method``), in grid order."""
+    if spec.train is None:
+        return []
+    if TRAINER_AXIS in spec.grid:
+        return list(dict.fromkeys(str(t["method"]) for t in spec.grid[TRAINER_AXIS]))
+    return [str(spec.train["method"])]
+
+
+def _check_cost(label: str, spec: SweepSpec) -> None:
+    """A per-method cost figure names exactly the methods the sweep trains."""
+    methods = trained_methods(spec)
+    for key in PER_METHOD_COSTS:
+        figures = spec.cost.get(key)
+        if not isinstance(figures, dict):
+            continue
+        for method in methods:
+            if method not in figures:
+                raise HarnessError(f"{label}: key 'cost.{key}' has no figure for trained method {method!r} "
+                                   f"(it gives: {', '.join(figures) or 'none'})")
+        for name in figures:
+            if name not in methods:
+                raise HarnessError(f"{label}: key 'cost.{key}.{name}' names no method this sweep trains "
+                                   f"(it trains: {', '.join(methods) or 'none'})")
 
 
 def load_spec(source: str, scale: str | None = None) -> SweepSpec:
@@ -257,6 +336,8 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
         if not key.startswith(EVAL_PREFIXES) and not key.startswith(RECIPE_PREFIX):
             raise HarnessError(f"{label}: set key {key!r} must start with protocol., method., task. or recipe.")
     grid = _check_grid(label, spec.grid, train is not None)
+    if train is not None:
+        _check_train(label, train, grid)
     if "method" not in grid and train is None:
         raise HarnessError(f"{label}: the grid needs a `method` axis (one or more method names)")
     sequences = spec.sequences
@@ -266,12 +347,14 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
         grid["checkpoint"] = [{"series": _relative(grid["checkpoint"][0]["series"], base_dir)}]
     elif "checkpoint" in grid:
         grid["checkpoint"] = [None if c is None else _relative(c, base_dir) for c in grid["checkpoint"]]
-    return SweepSpec(
+    out = SweepSpec(
         name=spec.name, task=spec.task, grid=grid, source=label, description=spec.description.strip(),
         protocol=spec.protocol, data_root=_relative(spec.data_root, base_dir), sequences=sequences, limit=spec.limit,
         device=spec.device, set=dict(sets), train=train, resources=_given(spec.resources), slurm=_given(spec.slurm),
         local=_given(spec.local), cost=_given(spec.cost), feature_cache=spec.feature_cache, scale=scale,
     )
+    _check_cost(label, out)
+    return out
 
 
 def _relative(value: Any, base_dir: Path) -> str | None:

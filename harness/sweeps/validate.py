@@ -3,7 +3,9 @@
 Each ``protocol.*``, ``method.*``, ``task.*`` and ``recipe.*`` key of the grid and of ``set`` is checked
 against what the task, method, protocol family and recipe read, and every combination of protocol
 values is resolved as ``harness run`` would resolve it, so ``--dry-run`` refuses a key no cell could
-use (with the closest known keys) and a value no cell could run with. Nothing here reads data.
+use (with the closest known keys) and a value no cell could run with. A training sweep's every trainer
+(``train.method``, or each value of the grid axis ``trainer``) must be registered and its recipe must
+load with every ``recipe.*`` combination. Nothing here reads data.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from harness.declared import did_you_mean
 from harness.errors import HarnessError
-from harness.sweeps.spec import RECIPE_PREFIX, SweepSpec
+from harness.sweeps.spec import RECIPE_PREFIX, TRAINER_AXIS, SweepSpec, trained_methods, trainer_label
 
 
 def _where(spec: SweepSpec, key: str) -> str:
@@ -41,8 +43,11 @@ def check_settings(spec: SweepSpec) -> None:
     from harness.registry import get_method, get_task
     from harness.runs.inputs import check_method_settings, check_task_settings
 
+    if spec.train is not None:  # first: a trained method without a trainer is named by its key, not as a method
+        for index, value in enumerate(spec.grid.get(TRAINER_AXIS, [None])):
+            _check_recipe(spec, index, value)
     tasks = [get_task(str(t)) for t in spec.grid.get("task", [spec.task])]
-    methods = [str(m) for m in spec.grid.get("method", [])] or ([str(spec.train["method"])] if spec.train else [])
+    methods = [str(m) for m in spec.grid.get("method", [])] or trained_methods(spec)
     protocol, method, task = _values(spec, "protocol."), _values(spec, "method."), _values(spec, "task.")
     for name in methods:
         facts = get_method(name).facts
@@ -70,25 +75,30 @@ def check_settings(spec: SweepSpec) -> None:
                 entry.factory.check_protocol_options(dict(resolved.task_options))
             except HarnessError as err:
                 raise HarnessError(f"{spec.source}: no cell can run with {overrides} on task {entry.name!r}: {err}") from None
-    if spec.train is not None:
-        _check_recipe(spec)
 
 
-def _check_recipe(spec: SweepSpec) -> None:
-    """Every ``recipe.*`` key and value, as ``harness train --set`` would read them (train.set included)."""
+def _check_recipe(spec: SweepSpec, index: int, value: dict[str, Any] | None) -> None:
+    """One trainer (``trainer`` axis value ``index``, else ``train.method``): its method has a registered trainer,
+    and its recipe loads with every combination of ``recipe.*`` overrides, as ``harness train --set`` would read them
+    (``train.set`` and the value's own ``set`` included)."""
     from harness.registry import get_trainer
-    from harness.sweeps.grid import value_arg
+    from harness.sweeps.grid import recipe_overrides, value_arg
     from harness.training.recipes import load_recipe
 
     assert spec.train is not None
-    trainer = get_trainer(str(spec.train["method"])).load()
-    fixed = {**(spec.train.get("set") or {}),
-             **{k[len(RECIPE_PREFIX):]: v for k, v in spec.set.items() if k.startswith(RECIPE_PREFIX)}}
-    axes = {k[len(RECIPE_PREFIX):]: v for k, v in spec.grid.items() if k.startswith(RECIPE_PREFIX)}
+    chosen = value or spec.train
+    method, recipe = str(chosen["method"]), str(chosen["recipe"])
+    where = f"{spec.source}: grid axis 'trainer' value {index} ({trainer_label(chosen)})" if value else spec.source
+    try:
+        trainer = get_trainer(method).load()
+    except HarnessError as err:
+        key = f"grid.trainer.{index}.method" if value else "train.method"
+        raise HarnessError(f"{where}: key {key!r}: {err}") from None
+    axes = {k: v for k, v in spec.grid.items() if k.startswith(RECIPE_PREFIX)}
     for combo in itertools.product(*axes.values()):
-        values = {**fixed, **dict(zip(axes, combo, strict=True))}
+        values = recipe_overrides(spec, {**spec.set, **dict(zip(axes, combo, strict=True))}, value)
         items = [f"{k}={value_arg(v)}" for k, v in values.items()]
         try:
-            load_recipe(trainer, str(spec.train["recipe"]), items)
+            load_recipe(trainer, recipe, items)
         except HarnessError as err:
-            raise HarnessError(f"{spec.source}: training recipe {spec.train['recipe']!r} with {values}: {err}") from None
+            raise HarnessError(f"{where}: training recipe {recipe!r} with {values}: {err}") from None

@@ -10,6 +10,7 @@ first use. methods/vfs/README.md is the method card.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from harness.engine.protocol import Protocol, register_protocol
@@ -35,7 +36,8 @@ register_protocol(
 )
 
 register_trainer("vfs", "methods.vfs.trainer:VFSTrainer",
-                 summary="VFS frame-level similarity on raw video (recipes in methods/vfs/recipes)")
+                 summary="VFS frame-level similarity on raw video (recipes in methods/vfs/recipes)",
+                 sweep_dir=Path(__file__).resolve().parent / "sweeps")
 
 
 @register_method(
