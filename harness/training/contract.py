@@ -95,7 +95,9 @@ class Trainer(ABC):
     curve_metric: ClassVar[str]
     curve_label: ClassVar[str] = ""
     state_file: ClassVar[str] = "train-state.pt"
-    resumable_changes: ClassVar[tuple[str, ...]] = ()
+    #: what only changes how fast a run goes, never what it computes: the loop's own switches, and data loading
+    resumable_changes: ClassVar[tuple[str, ...]] = ("train.checkpoint_every", "train.compile", "train.channels_last",
+                                                    "data.workers", "data.cache_dir")
     demo_recipe: ClassVar[str | None] = None
     paper_recipe: ClassVar[str | None] = None
 

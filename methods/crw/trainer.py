@@ -53,7 +53,6 @@ class CRWTrainer(Trainer):
     curve_label = "training cycle accuracy"
     #: the name every CRW run has used, kept so that old runs resume
     state_file = "checkpoint.pt"
-    resumable_changes = ("train.checkpoint_every", "data.workers", "data.cache_dir", "train.compile", "train.channels_last")
     demo_recipe = "crw-cpu-demo"
     paper_recipe = "crw-paper"
 

@@ -44,7 +44,6 @@ class VFSTrainer(Trainer):
     recipe_dir = RECIPE_DIR
     curve_metric = "cosine"
     curve_label = "cosine of prediction and other view's projection (collapse gives 1 too: see z_std)"
-    resumable_changes = ("train.checkpoint_every", "data.workers", "data.cache_dir", "train.compile", "train.channels_last")
     demo_recipe = "vfs-cpu-demo"
     paper_recipe = "vfs-paper"
 
