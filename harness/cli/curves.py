@@ -20,12 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="`harness train --out-dir` folders")
     parser.add_argument("--out-dir", required=True, type=Path, help="where curves.{svg,md,json} go")
     parser.add_argument("--title", default="", help="plot title (default: metric, task and data)")
+    parser.add_argument("--reference", action="append", default=[], type=Path, metavar="RECORD",
+                        help="a run record (e.g. an untrained floor) drawn as a level line; repeatable")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from harness.training.compare import compare
 
-    paths = compare(args.runs, args.out_dir, args.title)
+    paths = compare(args.runs, args.out_dir, args.title, args.reference)
     print(paths["svg"].resolve())
     return 0

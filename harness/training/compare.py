@@ -72,10 +72,25 @@ def _check_comparable(runs: list[RunCurve]) -> None:
                                    f"{runs[0].folder} ({first[key]!r}): its scores cannot be compared")
 
 
-def compare(folders: list[Path], out_dir: Path, title: str = "") -> dict[str, Path]:
-    """Write ``curves.svg``, ``curves.md`` and ``curves.json`` for the runs in ``folders`` into ``out_dir``."""
+def read_reference(path: Path, like: dict[str, Any]) -> dict[str, Any]:
+    """A run record drawn as a level line (an untrained floor, a published checkpoint), refused unless it scored
+    the same task, protocol and sequences as the training runs' last evaluations (``like``)."""
+    record = json.loads(Path(path).read_text())
+    got = {"task": record["task"], "protocol_hash": record["protocol"]["hash"], "sequences": list(record["data"]["sequences"])}
+    for key, value in got.items():
+        if value != like[key]:
+            raise HarnessError(f"--reference {path}: scored with another {key} ({value!r}) than the runs ({like[key]!r})")
+    weights = (record.get("checkpoint") or {}).get("path")
+    label = record["method"] + (f" · {Path(weights).name}" if weights else " · no checkpoint")
+    return {"label": label, "record": str(path), "score": record["metrics"][like["metric"]]}
+
+
+def compare(folders: list[Path], out_dir: Path, title: str = "", references: list[Path] = ()) -> dict[str, Path]:
+    """Write ``curves.svg``, ``curves.md`` and ``curves.json`` for the runs in ``folders`` into ``out_dir``,
+    with the scores of ``references`` (run records) as level lines."""
     runs = [read_run(Path(f)) for f in folders]
     _check_comparable(runs)
+    levels = [read_reference(Path(r), runs[0].final) for r in references]
     out_dir.mkdir(parents=True, exist_ok=True)
     first = runs[0].final
     summary = {
@@ -84,6 +99,7 @@ def compare(folders: list[Path], out_dir: Path, title: str = "") -> dict[str, Pa
         "runs": [{"folder": str(r.folder), "method": r.method, "recipe": r.recipe, "batch_size": r.batch_size,
                   "steps": r.steps, "clips": r.steps * r.batch_size, "train_wall_s": round(r.train_wall_s, 1),
                   "points": r.points} for r in runs],
+        "references": levels,
     }
     paths = {"json": out_dir / "curves.json", "md": out_dir / "curves.md", "svg": out_dir / "curves.svg"}
     atomic_write_json(paths["json"], summary)
@@ -101,6 +117,8 @@ def _table(runs: list[RunCurve], summary: dict[str, Any]) -> str:
         points = ", ".join(f"{p['clips']}: {100 * p['score']:.1f}" for p in run.points)
         lines.append(f"| {run.method} | {run.recipe} | {run.steps * run.batch_size} | {run.train_wall_s / 60:.1f} | "
                      f"{points} | {100 * run.final['score']:.1f} |")
+    for level in summary["references"]:
+        lines.append(f"| {level['label']} (reference, untrained unless named) | – | 0 | – | – | {100 * level['score']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +132,9 @@ def _plot(runs: list[RunCurve], summary: dict[str, Any], out_path: Path, title: 
     for run in runs:
         ax.plot([p["clips"] for p in run.points], [100 * p["score"] for p in run.points], "o-",
                 label=f"{run.method} ({run.recipe}, batch {run.batch_size}, {run.train_wall_s / 60:.0f} min training)")
+    for index, level in enumerate(summary["references"]):
+        ax.axhline(100 * level["score"], ls="--", lw=1, color=f"C{len(runs) + index}",
+                   label=f"{level['label']}: {100 * level['score']:.1f}")
     ax.set_xlabel("training clips seen")
     ax.set_ylabel(f"{summary['metric']} (%)")
     ax.set_title(title or f"{summary['metric']} on {summary['task']}: {summary['data']}", fontsize=9)
