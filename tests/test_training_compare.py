@@ -58,12 +58,13 @@ def test_cli_names_a_folder_that_is_no_training_run(tmp_path: Path) -> None:
 
 def test_reference_records_are_level_lines_on_the_same_data_only(tmp_path: Path) -> None:
     a = fake_run(tmp_path / "a", "crw", batch=4, scores={5: 0.30})
-    floor = {"task": "davis2016", "method": "pixels", "protocol": {"hash": "d034f1de23"}, "checkpoint": None,
+    floor = {"task": "davis2016", "method": "random-resnet18", "protocol": {"hash": "d034f1de23"}, "checkpoint": None,
+             "method_info": {"pretraining": "none (random init, seed 0)"},
              "data": {"sequences": ["a", "b"]}, "metrics": {"J&F-Mean": 0.41}}
     (tmp_path / "floor.json").write_text(json.dumps(floor))
     paths = compare([a], tmp_path / "out", references=[tmp_path / "floor.json"])
-    assert "| pixels · no checkpoint (reference, untrained unless named) | – | 0 | – | – | 41.0 |" in paths["md"].read_text()
-    assert "pixels · no checkpoint: 41.0" in paths["svg"].read_text()
+    assert "| random-resnet18 · random init (reference) | – | 0 | – | – | 41.0 |" in paths["md"].read_text()
+    assert "random-resnet18 · random init: 41.0" in paths["svg"].read_text()
     floor["data"]["sequences"] = ["a"]
     (tmp_path / "other.json").write_text(json.dumps(floor))
     with pytest.raises(HarnessError, match="another sequences"):

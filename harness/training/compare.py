@@ -80,8 +80,15 @@ def read_reference(path: Path, like: dict[str, Any]) -> dict[str, Any]:
     for key, value in got.items():
         if value != like[key]:
             raise HarnessError(f"--reference {path}: scored with another {key} ({value!r}) than the runs ({like[key]!r})")
-    weights = (record.get("checkpoint") or {}).get("path")
-    label = record["method"] + (f" · {Path(weights).name}" if weights else " · no checkpoint")
+    from harness.leaderboard.table import (
+        weights_label,  # the leaderboard's words for what the network started from
+    )
+    from harness.runs.schema import CheckpointBlock
+
+    checkpoint = record.get("checkpoint")
+    weights = weights_label((record.get("method_info") or {}).get("pretraining"),
+                            CheckpointBlock(**checkpoint) if checkpoint else None)
+    label = record["method"] + (f" · {weights}" if weights else "")
     return {"label": label, "record": str(path), "score": record["metrics"][like["metric"]]}
 
 
@@ -118,7 +125,7 @@ def _table(runs: list[RunCurve], summary: dict[str, Any]) -> str:
         lines.append(f"| {run.method} | {run.recipe} | {run.steps * run.batch_size} | {run.train_wall_s / 60:.1f} | "
                      f"{points} | {100 * run.final['score']:.1f} |")
     for level in summary["references"]:
-        lines.append(f"| {level['label']} (reference, untrained unless named) | – | 0 | – | – | {100 * level['score']:.1f} |")
+        lines.append(f"| {level['label']} (reference) | – | 0 | – | – | {100 * level['score']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
