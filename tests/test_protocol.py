@@ -10,7 +10,8 @@ from harness.errors import HarnessError
 
 
 def test_families():
-    assert protocol_families() == ["crw", "dino"]
+    # the harness's own two, and the one the vfs method package registers
+    assert protocol_families() == ["crw", "dino", "vfs"]
 
 
 def test_crw_preset_is_the_videowalk_readme_command():
