@@ -231,6 +231,18 @@ def index_videos(
     return videos, stats
 
 
+
+def index_roots(roots: list[Path], data: dict[str, Any]) -> list[VideoEntry]:
+    """The videos of every training root pooled, each root indexed through its cache (a recipe's ``data``
+    section gives ``cache_dir`` and ``frame_folder_fps``); what was re-indexed or skipped is logged."""
+    cache_dir = Path(data["cache_dir"]).expanduser() if data["cache_dir"] else None
+    videos: list[VideoEntry] = []
+    for root in roots:
+        found, stats = index_videos(root, cache_dir, data["frame_folder_fps"])
+        log.info("%s: %d videos (%d re-indexed, %d unreadable skipped)", root, len(found), stats.indexed, stats.failed)
+        videos.extend(found)
+    return videos
+
 def _read_cache(cache_file: Path, root: Path) -> dict[str, Any]:
     if not cache_file.is_file():
         return {}

@@ -17,7 +17,7 @@ import torch
 from harness.training.contract import Diagnostics, Trainer
 from harness.training.data import TrainData
 from methods.crw.augment import ClipAugment, grid_nodes
-from methods.crw.data import ClipDataset, ClipIndex, ShardedClipSampler, collate, index_videos
+from methods.crw.data import ClipDataset, ClipIndex, ShardedClipSampler, collate, index_roots
 from methods.crw.recipe import CRWRecipe
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,7 @@ def build_clip_data(recipe: dict[str, Any], roots: list[Path], augment_on_device
     :meth:`CRWTrainer.batch_to_device` resizes the frames and cuts the patches of the whole batch on the device.
     """
     cfg = recipe["data"]
-    cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
-    videos = []
-    for root in roots:
-        found, stats = index_videos(root, cache_dir, cfg["frame_folder_fps"])
-        log.info("%s: %d videos (%d re-indexed, %d unreadable skipped)", root, len(found), stats.indexed, stats.failed)
-        videos.extend(found)
-    index = ClipIndex(videos, int(cfg["clip_len"]), cfg["fps"])
+    index = ClipIndex(index_roots(roots, cfg), int(cfg["clip_len"]), cfg["fps"])
     augment = ClipAugment(recipe["augment"])
     return ClipDataset(index, augment.prepare if augment_on_device else augment), index
 

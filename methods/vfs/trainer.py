@@ -74,16 +74,11 @@ class VFSTrainer(Trainer):
 
     def build_data(self, recipe: dict[str, Any], roots: list[Path], *, device: torch.device, rank: int, world_size: int,
                    local_batch: int) -> TrainData:
-        from methods.crw.data import index_videos
+        from methods.crw.data import index_roots
         from methods.vfs.pairs import PairDataset, PairSampler, ShardedPairSampler, collate_pairs
 
         cfg = recipe["data"]
-        cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
-        videos = []
-        for root in roots:
-            found, stats = index_videos(root, cache_dir, cfg["frame_folder_fps"])
-            log.info("%s: %d videos (%d re-indexed, %d unreadable skipped)", root, len(found), stats.indexed, stats.failed)
-            videos.extend(found)
+        videos = index_roots(roots, cfg)
         pairs = PairSampler(videos, int(cfg["segments"]), int(recipe["seed"]), int(cfg["repeat"]), cfg["fps"])
         dataset = PairDataset(pairs, frame_augment(recipe))
 
