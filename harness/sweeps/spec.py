@@ -358,7 +358,7 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
 
 
 def _relative(value: Any, base_dir: Path) -> str | None:
-    """Paths in a spec file are relative to the file (presets: to the repository, so ``../shared`` works); ``~`` expands."""
+    """Paths in a spec file are relative to the file (presets: to the repository root, so a demo scale can name data beside the checkout); ``~`` expands."""
     if value is None:
         return None
     path = Path(str(value)).expanduser()
