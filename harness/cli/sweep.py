@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  harness sweep my-sweep.yaml --report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("spec", help="sweep spec YAML file or preset name (presets: eval-knobs, path-length, edge-dropout)")
+    parser.add_argument("spec", help="sweep spec YAML file or preset name (the harness's, and those trainers ship; "
+                        "a name that is neither lists the presets)")
     parser.add_argument("--scale", help="a named scale of the spec (e.g. demo: what fits one small machine)")
     parser.add_argument("--out-dir", help="sweep folder (default RESULTS/sweeps/<name>/)")
     parser.add_argument("--results-dir", help="RESULTS: the results root (default $HARNESS_RESULTS, else ./results)")
