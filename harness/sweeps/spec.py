@@ -11,6 +11,7 @@ are named without their ``.yaml``.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -358,8 +359,14 @@ def load_spec(source: str, scale: str | None = None) -> SweepSpec:
 
 
 def _relative(value: Any, base_dir: Path) -> str | None:
-    """Paths in a spec file are relative to the file (presets: to the repository root, so a demo scale can name data beside the checkout); ``~`` expands."""
+    """Paths in a spec file are relative to the file (presets: to the repository root); ``~`` and environment
+    variables (``$HARNESS_VIDEOS``) expand, so a preset names data on the user's machine, not ours. An unset
+    variable is an error naming it."""
     if value is None:
         return None
-    path = Path(str(value)).expanduser()
+    text = os.path.expandvars(str(value))
+    unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text)
+    if unset:
+        raise HarnessError(f"sweep spec path {value!r} needs the environment variable {unset[0]}: set it to the folder it names")
+    path = Path(text).expanduser()
     return str(path if path.is_absolute() else (base_dir / path).resolve())
