@@ -81,6 +81,21 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain_json(value: Any) -> Any:
+    """What JSON (and ``torch.load(weights_only=True)``) can hold: scalars, lists and string-keyed dicts kept,
+    any other object replaced by its repr (recipes and argparse namespaces stored in checkpoints)."""
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    return repr(value)
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file, read in chunks (checkpoints, weights and archives can be large)."""
     digest = hashlib.sha256()

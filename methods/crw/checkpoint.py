@@ -37,14 +37,13 @@ from typing import Any
 import torch
 
 from harness.errors import CheckpointError
-from harness.io import atomic_path, sha256_file
+from harness.io import atomic_path, plain_json, sha256_file
 from harness.safe_load import load_weights_only
 
 TRAINING_ONLY_PREFIXES = ("encoder.layer4.", "head.")
 ORIGINAL_ENCODER_PREFIX = "encoder.model."
 ORIGINAL_HEAD_PREFIX = "selfsim_fc."
 _LEGACY_PADDED_CONV = re.compile(r"(^|\.)(conv[12])\.1\.weight$")
-_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -91,17 +90,6 @@ def _tensor_dict(value: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(value, dict) or not all(isinstance(v, torch.Tensor) for v in value.values()):
         raise CheckpointError(f"checkpoint {path}: {what} is not a state dict of tensors")
     return {str(k): v for k, v in value.items()}
-
-
-def _plain(value: Any) -> Any:
-    """What JSON can hold (for the record's ``pretraining`` field); other objects become their repr."""
-    if isinstance(value, _JSON_SCALARS):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return repr(value)
 
 
 def is_original_state(state: dict[str, Any]) -> bool:
@@ -152,7 +140,7 @@ def read_checkpoint(path: str | Path) -> CRWCheckpoint:
 
     if "args" in meta or is_original_state(state):
         args = meta.get("args")
-        recipe = _plain(vars(args)) if isinstance(args, argparse.Namespace) else {}
+        recipe = plain_json(vars(args)) if isinstance(args, argparse.Namespace) else {}
         recipe["source"] = "videowalk (original release)"
         epoch = meta.get("epoch")
         return CRWCheckpoint(
@@ -161,7 +149,7 @@ def read_checkpoint(path: str | Path) -> CRWCheckpoint:
     recipe = meta.get("recipe")
     step = meta.get("step")
     return CRWCheckpoint(
-        path, sha, "harness", state, _plain(recipe) if isinstance(recipe, dict) else {}, step if isinstance(step, int) else None
+        path, sha, "harness", state, plain_json(recipe) if isinstance(recipe, dict) else {}, step if isinstance(step, int) else None
     )
 
 
@@ -239,7 +227,7 @@ def save_eval_checkpoint(
         for k, v in model_state.items()
         if not k.startswith(TRAINING_ONLY_PREFIXES)
     }
-    payload = {"model": kept, "recipe": _plain(dict(recipe)), "step": int(step), "eval_only": True}
+    payload = {"model": kept, "recipe": plain_json(dict(recipe)), "step": int(step), "eval_only": True}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path

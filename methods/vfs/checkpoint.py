@@ -30,13 +30,12 @@ from typing import Any
 import torch
 
 from harness.errors import CheckpointError
-from harness.io import atomic_path, sha256_file
+from harness.io import atomic_path, plain_json, sha256_file
 from harness.safe_load import load_weights_only
 from methods.vfs.model import ARCHS, EvalEncoder, arch_of
 
 _MMCV_CONV = re.compile(r"^(?P<block>.*?)(?P<conv>conv\d)\.(?P<part>conv|bn)\.(?P<tail>[^.]+)$")
 _MMCV_DOWNSAMPLE = re.compile(r"^(?P<block>.*\.downsample)\.(?P<part>conv|bn)\.(?P<tail>[^.]+)$")
-_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -50,17 +49,6 @@ class VFSCheckpoint:
     eval_state: dict[str, torch.Tensor]
     recipe: dict[str, Any] = field(default_factory=dict)
     step: int | None = None
-
-
-def _plain(value: Any) -> Any:
-    """What JSON can hold (for the record's ``pretraining`` field); other objects become their repr."""
-    if isinstance(value, _JSON_SCALARS):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return repr(value)
 
 
 def mmcv_to_torchvision(key: str) -> str:
@@ -121,7 +109,7 @@ def read_checkpoint(path: str | Path) -> VFSCheckpoint:
         recipe = payload.get("recipe")
         step = payload.get("step")
         return VFSCheckpoint(path, sha, "harness", arch, _check(trunk, arch, path),
-                             _plain(recipe) if isinstance(recipe, dict) else {}, step if isinstance(step, int) else None)
+                             plain_json(recipe) if isinstance(recipe, dict) else {}, step if isinstance(step, int) else None)
     state = _tensors(payload.get("state_dict", payload), path)
     if any(k.startswith("backbone.") for k in state):
         trunk = {mmcv_to_torchvision(k[len("backbone."):]): v for k, v in state.items() if k.startswith("backbone.")}
@@ -147,7 +135,7 @@ def save_eval_checkpoint(
         raise CheckpointError("save_eval_checkpoint: the model state has no 'encoder.' keys (not a VFSNet state dict)")
     arch = arch_of(kept)
     _check({k[len("encoder."):]: v for k, v in kept.items()}, arch, path)
-    payload = {"model": kept, "recipe": _plain(dict(recipe)), "step": int(step), "arch": arch, "eval_only": True}
+    payload = {"model": kept, "recipe": plain_json(dict(recipe)), "step": int(step), "arch": arch, "eval_only": True}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
