@@ -64,7 +64,7 @@ def test_paper_scale_asks_slurm_for_one_gpu_per_training_cell():
 
 
 def test_demo_scale_shrinks_each_trainer_and_states_its_own_cost(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_VIDEOS", str(VIDEOS))  # the demo's training videos, named by the user
+    monkeypatch.setenv("HARNESS_VIDEOS", str(VIDEOS.resolve()))  # the demo's training videos, named by the user
     spec, _, cells = plan("crw-vs-vfs", scale="demo", out_dir=tmp_path)
     assert [c.id for c in cells] == ["crw-crw-cpu-demo", "vfs-vfs-cpu-demo"]
     crw, vfs = cells
@@ -152,7 +152,7 @@ def test_each_trainer_gets_its_own_set_and_every_recipe_axis(tmp_path):
 @pytest.mark.skipif(not VIDEOS.is_dir(), reason="needs the shared real videos (../shared/data/videos)")
 def test_demo_scale_trains_both_and_evaluates_each_checkpoint_with_its_method(tmp_path, capsys, monkeypatch):
     """3-6 minutes on 2 shared CPU cores (too long for the default run): two 2-step trainings, two 40-frame evaluations."""
-    monkeypatch.setenv("HARNESS_VIDEOS", str(VIDEOS))
+    monkeypatch.setenv("HARNESS_VIDEOS", str(VIDEOS.resolve()))
     out = tmp_path / "sweep"
     assert main(["sweep", "crw-vs-vfs", "--scale", "demo", "--executor", "debug", "--out-dir", str(out)]) == 0
     table = pd.read_csv(out / "report.csv").set_index("cell")
